@@ -1,0 +1,73 @@
+"""dataplatform: a data and ML platform on Kubernetes, one typed config per environment.
+
+Table of contents: validate the config, build the components in dependency order, export.
+"""
+
+import pulumi
+
+from components.cluster import ExistingCluster, MinikubeCluster, MinikubeClusterConfig
+from components.images import ContainerImage, ContainerImageArgs
+from components.jupyterhub import JupyterHub
+from components.spark import SparkOnKubernetes
+from components.stack import ConfigError, load_stack_config
+from components.storage import PlatformStorage, shared_directories
+
+try:
+    config = load_stack_config()
+except ConfigError as error:
+    raise pulumi.RunError(str(error)) from None
+
+if isinstance(config.cluster, MinikubeClusterConfig):
+    cluster = MinikubeCluster("cluster", config.cluster, host_dirs=shared_directories(config.storage))
+else:
+    cluster = ExistingCluster("cluster", config.cluster)
+on_cluster = pulumi.ResourceOptions(providers=[cluster.provider])
+
+storage = PlatformStorage(
+    "storage",
+    config.storage,
+    provisioner=cluster.storage_provisioner,
+    namespaces=[config.spark.namespace, config.jupyterhub.namespace],
+    opts=on_cluster,
+)
+spark_image = ContainerImage(
+    "spark-image",
+    ContainerImageArgs(folder="spark", build_args={"SPARK_VERSION": config.spark.version}),
+    cluster.images,
+)
+notebook_image = ContainerImage(
+    "notebook-image",
+    ContainerImageArgs(folder="notebook", build_args={"SPARK_VERSION": config.jupyterhub.notebook.pyspark_version}),
+    cluster.images,
+)
+spark = SparkOnKubernetes(
+    "spark",
+    config.spark,
+    image=spark_image.reference,
+    pull_policy=cluster.images.pull_policy,
+    storage=storage,
+    opts=on_cluster,
+)
+jupyterhub = JupyterHub(
+    "jupyterhub",
+    config.jupyterhub,
+    config.spark,
+    notebook_image=notebook_image.reference,
+    spark_image=spark_image.reference,
+    pull_policy=cluster.images.pull_policy,
+    service_type=cluster.service_type,
+    storage=storage,
+    spark_driver_role=spark.driver_role,
+    spark_namespace=spark.namespace,
+    opts=on_cluster,
+)
+
+pulumi.export("kubeconfig", cluster.kubeconfig)
+pulumi.export("kubernetes_version", cluster.kubernetes_version)
+pulumi.export("spark_image", spark_image.reference)
+pulumi.export("notebook_image", notebook_image.reference)
+pulumi.export("spark_namespace", spark.namespace)
+pulumi.export("spark_history_url", spark.history_url)
+pulumi.export("jupyterhub_namespace", jupyterhub.namespace)
+pulumi.export("jupyterhub_service", jupyterhub.proxy_service)
+pulumi.export("jupyterhub_password", jupyterhub.user_password)

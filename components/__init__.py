@@ -1,0 +1,1 @@
+"""The platform's components: one module each, its args model beside it."""

@@ -1,0 +1,284 @@
+"""JupyterHub (zero-to-jupyterhub) whose notebooks start Spark against the cluster with no setup.
+
+The chart's values are built by `jupyterhub_values`, a pure function of the typed config and the
+few deploy-time values (image, storage class, secrets). Notebooks run as the `notebook` service
+account, bound to the Spark driver Role in the Spark namespace; `spark-defaults.conf` is mounted
+from a ConfigMap and points `SPARK_CONF_DIR` at it; the single-user NetworkPolicy lets executors in
+the Spark namespace reach the driver and block-manager ports, and lets the driver reach the API
+server and its executors.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+from pydantic import BaseModel, ConfigDict, Field
+
+from components.kubernetes_types import SHARED_GROUP, ByteQuantity, CpuQuantity, DnsLabel, Resources, bytes_of, labels, millicores_of
+from components.spark import (
+    BLOCK_MANAGER_PORT,
+    DRIVER_PORT,
+    SPARK_VERSION,
+    SPARK_VERSIONS,
+    SparkConfig,
+    spark_defaults,
+    spark_defaults_conf,
+)
+from components.storage import SHARED_VOLUMES, PlatformStorage
+
+JUPYTERHUB_CHART = {
+    "repository": "https://hub.jupyter.org/helm-chart/",
+    "chart": "jupyterhub",
+    "version": "4.4.0",
+}
+NOTEBOOK_UID = 1000  # jovyan
+SPARK_CONF_DIR = "/etc/spark"
+NOTEBOOK_SERVICE_ACCOUNT = "notebook"
+
+
+class NotebookConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pyspark_version: Literal[SPARK_VERSIONS] = Field(  # type: ignore[valid-type]
+        SPARK_VERSION, description="PySpark version in the notebook image; must equal spark.version."
+    )
+
+
+class SingleUserStorageConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    capacity: ByteQuantity = Field("10Gi", description="Size of each user's home volume.")
+
+
+class SingleUserConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    storage: SingleUserStorageConfig = Field(SingleUserStorageConfig(), description="Per-user home volume.")
+    cpu_guarantee: CpuQuantity = Field("500m", description="CPU reserved for each notebook server.")
+    cpu_limit: CpuQuantity = Field("2", description="CPU ceiling of each notebook server.")
+    memory_guarantee: ByteQuantity = Field("1Gi", description="Memory reserved for each notebook server.")
+    memory_limit: ByteQuantity = Field("4Gi", description="Memory ceiling of each notebook server.")
+
+
+class CullConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(True, description="Stop idle notebook servers.")
+    timeout_seconds: int = Field(3600, ge=300, description="Idle time after which a server is stopped.")
+    every_seconds: int = Field(600, ge=60, description="How often to check for idle servers.")
+
+
+class SharedPasswordAuth(BaseModel):
+    """JupyterHub's SharedPasswordAuthenticator: any user name, one generated password (dev)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["shared-password"] = Field("shared-password", description="Authenticator.")
+    admin_users: tuple[str, ...] = Field(("admin",), description="Users with admin rights.")
+
+
+class JupyterHubConfig(BaseModel):
+    """The `jupyterhub` config key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespace: DnsLabel = Field("jupyterhub", description="Namespace of the hub and the notebook servers.")
+    notebook: NotebookConfig = Field(NotebookConfig(), description="Notebook image.")
+    singleuser: SingleUserConfig = Field(SingleUserConfig(), description="Notebook servers.")
+    cull: CullConfig = Field(CullConfig(), description="Idle culling.")
+    auth: SharedPasswordAuth = Field(SharedPasswordAuth(), description="Authentication.")
+    hub_resources: Resources = Field(
+        Resources(cpu_request="100m", cpu_limit="1", memory_request="512Mi", memory_limit="1Gi"),
+        description="Hub container resources.",
+    )
+    proxy_resources: Resources = Field(
+        Resources(cpu_request="100m", cpu_limit="500m", memory_request="128Mi", memory_limit="512Mi"),
+        description="Proxy container resources.",
+    )
+
+    def requests(self) -> tuple[int, int]:
+        """(millicores, bytes) the hub, the proxy and one notebook server ask the scheduler for."""
+        parts = [self.hub_resources, self.proxy_resources]
+        cpu = sum(millicores_of(r.cpu_request) for r in parts) + millicores_of(self.singleuser.cpu_guarantee)
+        memory = sum(bytes_of(r.memory_request) for r in parts) + bytes_of(self.singleuser.memory_guarantee)
+        return cpu, memory
+
+
+def _split_image(reference: pulumi.Input[str]) -> dict:
+    """The chart wants an image as separate name and tag."""
+    if isinstance(reference, str):
+        name, tag = reference.rsplit(":", 1)
+        return {"name": name, "tag": tag}
+    parts = pulumi.Output.from_input(reference).apply(lambda ref: ref.rsplit(":", 1))
+    return {"name": parts[0], "tag": parts[1]}
+
+
+def jupyterhub_values(
+    config: JupyterHubConfig,
+    spark: SparkConfig,
+    *,
+    notebook_image: pulumi.Input[str],
+    pull_policy: str,
+    storage_class: pulumi.Input[str],
+    service_type: str,
+    proxy_secret_token: pulumi.Input[str],
+    cookie_secret: pulumi.Input[str],
+    user_password: pulumi.Input[str],
+) -> dict:
+    """Values for the zero-to-jupyterhub chart."""
+    singleuser = config.singleuser
+    spark_pods = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": spark.namespace}},
+        "podSelector": {"matchLabels": {"spark-role": "executor"}},
+    }
+    shared_volumes = [("spark-defaults", {"configMap": {"name": "spark-defaults"}}, SPARK_CONF_DIR, True)] + [
+        (claim, {"persistentVolumeClaim": {"claimName": claim}}, path, False) for claim, path in SHARED_VOLUMES.values()
+    ]
+    return {
+        "proxy": {
+            "secretToken": proxy_secret_token,
+            "service": {"type": service_type},
+            "chp": {"resources": config.proxy_resources.to_kubernetes()},
+        },
+        "hub": {
+            "cookieSecret": cookie_secret,
+            "resources": config.hub_resources.to_kubernetes(),
+            "config": {
+                "JupyterHub": {"authenticator_class": "shared-password"},
+                "Authenticator": {"admin_users": list(config.auth.admin_users)},
+                "SharedPasswordAuthenticator": {"user_password": user_password},
+            },
+        },
+        "singleuser": {
+            "image": {**_split_image(notebook_image), "pullPolicy": pull_policy},
+            "serviceAccountName": NOTEBOOK_SERVICE_ACCOUNT,
+            "uid": NOTEBOOK_UID,
+            "fsGid": SHARED_GROUP,
+            "allowPrivilegeEscalation": False,
+            "defaultUrl": "/lab",
+            "cpu": {"guarantee": millicores_of(singleuser.cpu_guarantee) / 1000, "limit": millicores_of(singleuser.cpu_limit) / 1000},
+            "memory": {"guarantee": singleuser.memory_guarantee.removesuffix("i"), "limit": singleuser.memory_limit.removesuffix("i")},
+            "storage": {
+                "type": "dynamic",
+                "capacity": singleuser.storage.capacity,
+                "dynamic": {"storageClass": storage_class},
+                "extraVolumes": [{"name": name, **source} for name, source, _, _ in shared_volumes],
+                "extraVolumeMounts": [
+                    {"name": name, "mountPath": path, "readOnly": read_only} for name, _, path, read_only in shared_volumes
+                ],
+            },
+            "extraEnv": {
+                "SPARK_CONF_DIR": SPARK_CONF_DIR,
+                "POD_IP": {"valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            },
+            "networkPolicy": {
+                "enabled": True,
+                "ingress": [{
+                    "from": [spark_pods],
+                    "ports": [{"port": DRIVER_PORT, "protocol": "TCP"}, {"port": BLOCK_MANAGER_PORT, "protocol": "TCP"}],
+                }],
+                "egress": [
+                    {"to": [spark_pods]},
+                    # The Kubernetes API server, which the driver asks for executor pods.
+                    {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}, {"port": 8443, "protocol": "TCP"}]},
+                ],
+            },
+        },
+        "cull": {"enabled": config.cull.enabled, "timeout": config.cull.timeout_seconds, "every": config.cull.every_seconds},
+        # helm.v4.Chart does not run Helm hooks; the hook pre-puller would never finish.
+        "prePuller": {"hook": {"enabled": False}, "continuous": {"enabled": False}},
+        "scheduling": {"userScheduler": {"enabled": False}, "podPriority": {"enabled": False}, "userPlaceholder": {"enabled": False}},
+    }
+
+
+class JupyterHub(pulumi.ComponentResource):
+    """The hub, its notebook service account bound into the Spark namespace, and spark-defaults."""
+
+    namespace: pulumi.Output[str]
+    """The JupyterHub namespace."""
+    user_password: pulumi.Output[str]
+    """The shared password users log in with (a secret)."""
+    proxy_service: pulumi.Output[str]
+    """Name of the Service users reach the hub through."""
+
+    def __init__(
+        self,
+        name: str,
+        args: JupyterHubConfig,
+        spark: SparkConfig,
+        *,
+        notebook_image: pulumi.Input[str],
+        spark_image: pulumi.Input[str],
+        pull_policy: str,
+        service_type: str,
+        storage: PlatformStorage,
+        spark_driver_role: pulumi.Input[str],
+        spark_namespace: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("dataplatform:jupyterhub:JupyterHub", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        ns = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={"name": args.namespace, "labels": labels(args.namespace, "jupyterhub")},
+            opts=child,
+        )
+        namespace = ns.metadata.name
+        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+        notebook_sa = k8s.core.v1.ServiceAccount(
+            f"{name}-notebook",
+            metadata={"name": NOTEBOOK_SERVICE_ACCOUNT, "namespace": namespace, "labels": labels("notebook", "jupyterhub")},
+            opts=in_ns,
+        )
+        binding = k8s.rbac.v1.RoleBinding(
+            f"{name}-notebook-spark",
+            metadata={"name": f"{args.namespace}-notebook", "namespace": spark_namespace, "labels": labels("notebook", "jupyterhub")},
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": spark_driver_role},
+            subjects=[{"kind": "ServiceAccount", "name": notebook_sa.metadata.name, "namespace": namespace}],
+            opts=child,
+        )
+        defaults = k8s.core.v1.ConfigMap(
+            f"{name}-spark-defaults",
+            metadata={"name": "spark-defaults", "namespace": namespace, "labels": labels("spark-defaults", "jupyterhub")},
+            data={
+                "spark-defaults.conf": pulumi.Output.from_input(spark_image).apply(
+                    lambda ref: spark_defaults_conf(spark_defaults(spark, ref, pull_policy))
+                )
+            },
+            opts=in_ns,
+        )
+        claims = [storage.claim(volume, namespace, self) for volume in SHARED_VOLUMES]
+
+        # Stable across runs (kept in state), secret end to end.
+        proxy_token = random.RandomId(f"{name}-proxy-token", byte_length=32, opts=child)
+        cookie = random.RandomId(f"{name}-cookie-secret", byte_length=32, opts=child)
+        password = random.RandomPassword(f"{name}-user-password", length=24, special=False, opts=child)
+        self.user_password = pulumi.Output.secret(password.result)
+
+        values = jupyterhub_values(
+            args,
+            spark,
+            notebook_image=notebook_image,
+            pull_policy=pull_policy,
+            storage_class=storage.storage_class,
+            service_type=service_type,
+            proxy_secret_token=pulumi.Output.secret(proxy_token.hex),
+            cookie_secret=pulumi.Output.secret(cookie.hex),
+            user_password=self.user_password,
+        )
+        k8s.helm.v4.Chart(
+            f"{name}-chart",
+            name="jupyterhub",
+            chart=JUPYTERHUB_CHART["chart"],
+            version=JUPYTERHUB_CHART["version"],
+            repository_opts={"repo": JUPYTERHUB_CHART["repository"]},
+            namespace=namespace,
+            values=values,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, notebook_sa, binding, defaults, *claims]),
+        )
+        self.namespace = namespace
+        self.proxy_service = pulumi.Output.from_input("proxy-public")
+        self.register_outputs({"namespace": self.namespace, "user_password": self.user_password, "proxy_service": self.proxy_service})

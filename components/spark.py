@@ -1,0 +1,355 @@
+"""Spark on Kubernetes: namespace, driver RBAC, the Kubeflow Spark operator, history server, jobs.
+
+Spark's own documentation (running-on-kubernetes.html, "RBAC") asks that the driver's service
+account may create and watch pods, services, configmaps and persistentvolumeclaims in the job
+namespace; that is all the driver Role grants, and only in that namespace. Executors get a service
+account with no rights and no token. Every job and notebook writes its event log to the shared
+event-log volume, and the history server reads that same folder.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pydantic import BaseModel, ConfigDict, Field
+
+from components.kubernetes_types import (
+    RESTRICTED_CONTAINER,
+    SHARED_GROUP,
+    ByteQuantity,
+    DnsLabel,
+    Resources,
+    bytes_of,
+    labels,
+    millicores_of,
+)
+from components.storage import SHARED_VOLUMES, PlatformStorage
+
+SPARK_VERSION = "4.2.0"
+"""Spark release of the platform's image; the notebook's PySpark must equal it."""
+SPARK_VERSIONS = ("4.2.0",)
+"""Spark releases for which the official `apache/spark` image publishes a python3 variant we build on."""
+SPARK_OPERATOR_CHART = {
+    "repository": "https://kubeflow.github.io/spark-operator",
+    "chart": "spark-operator",
+    "version": "2.5.2",
+}
+SPARK_UID = 185  # the `spark` user of the official apache/spark image
+
+# The rules Spark's documentation asks of the driver's service account, as the Spark operator
+# chart grants them to its own `spark` service account (charts/spark-operator-chart/templates/spark/rbac.yaml).
+DRIVER_RULES = [
+    {
+        "apiGroups": [""],
+        "resources": ["pods", "configmaps", "persistentvolumeclaims", "services"],
+        "verbs": ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"],
+    }
+]
+
+EVENT_LOG_DIR = f"file://{SHARED_VOLUMES['event_logs'][1]}"
+DRIVER_PORT = 29413
+BLOCK_MANAGER_PORT = 29414
+
+
+def spark_memory(memory: str) -> str:
+    """A Kubernetes quantity in Spark's own notation (`1Gi` -> `1024m`)."""
+    return f"{bytes_of(memory) // 2**20}m"
+
+
+def pod_memory(memory: str) -> int:
+    """Bytes a Spark driver/executor pod requests: the JVM heap plus Spark's default overhead."""
+    heap = bytes_of(memory)
+    return heap + max(384 * 2**20, heap // 10)
+
+
+class DriverConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cores: int = Field(1, ge=1, le=16, description="Driver cores.")
+    memory: ByteQuantity = Field("1Gi", description="Driver JVM memory (`spark.driver.memory`).")
+
+
+class ExecutorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    instances: int = Field(1, ge=1, le=100, description="Executors per application.")
+    cores: int = Field(1, ge=1, le=16, description="Cores per executor.")
+    memory: ByteQuantity = Field("1Gi", description="Executor JVM memory (`spark.executor.memory`).")
+
+
+class HistoryServerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(True, description="Run the Spark history server.")
+    resources: Resources = Field(
+        Resources(cpu_request="100m", cpu_limit="500m", memory_request="512Mi", memory_limit="1Gi"),
+        description="History server container resources.",
+    )
+
+
+class OperatorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal["2.5.2"] = Field("2.5.2", description="Kubeflow Spark operator chart version.")
+    controller_resources: Resources = Field(
+        Resources(cpu_request="100m", cpu_limit="500m", memory_request="128Mi", memory_limit="512Mi"),
+        description="Operator controller resources.",
+    )
+    webhook_resources: Resources = Field(
+        Resources(cpu_request="50m", cpu_limit="200m", memory_request="64Mi", memory_limit="256Mi"),
+        description="Operator webhook resources.",
+    )
+
+
+class SparkConfig(BaseModel):
+    """The `spark` config key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespace: DnsLabel = Field("spark", description="Namespace of Spark jobs, the operator and the history server.")
+    version: Literal[SPARK_VERSIONS] = Field(SPARK_VERSION, description="Spark version of the platform image.")  # type: ignore[valid-type]
+    driver: DriverConfig = Field(DriverConfig(), description="Driver size of the example job.")
+    executor: ExecutorConfig = Field(ExecutorConfig(), description="Executor size for jobs and notebooks.")
+    history_server: HistoryServerConfig = Field(HistoryServerConfig(), description="Spark history server.")
+    operator: OperatorConfig = Field(OperatorConfig(), description="Kubeflow Spark operator.")
+    example_job: bool = Field(True, description="Submit the SparkPi example SparkApplication.")
+    driver_service_account: DnsLabel = Field("spark-driver", description="Service account of Spark drivers.")
+    executor_service_account: DnsLabel = Field("spark-executor", description="Service account of Spark executors.")
+
+    def requests(self) -> tuple[int, int]:
+        """(millicores, bytes) the Spark side asks the scheduler for while the example job runs."""
+        parts = [self.operator.controller_resources, self.operator.webhook_resources]
+        if self.history_server.enabled:
+            parts.append(self.history_server.resources)
+        cpu = sum(millicores_of(r.cpu_request) for r in parts)
+        memory = sum(bytes_of(r.memory_request) for r in parts)
+        if self.example_job:
+            cpu += 1000 * (self.driver.cores + self.executor.instances * self.executor.cores)
+            memory += pod_memory(self.driver.memory) + self.executor.instances * pod_memory(self.executor.memory)
+        return cpu, memory
+
+
+def _volume_conf(role: str, volume: str) -> dict[str, str]:
+    claim, path = SHARED_VOLUMES[volume]
+    prefix = f"spark.kubernetes.{role}.volumes.persistentVolumeClaim.{claim}"
+    return {f"{prefix}.options.claimName": claim, f"{prefix}.mount.path": path}
+
+
+def spark_defaults(config: SparkConfig, image: str, pull_policy: str) -> dict[str, str]:
+    """spark-defaults for a client-mode driver in a notebook pod that runs executors in `config.namespace`.
+
+    `spark.driver.host` is the notebook pod's IP, from the POD_IP variable the pod sets: executors
+    connect back to it on the fixed driver and block-manager ports the network policy opens.
+    """
+    return {
+        "spark.master": "k8s://https://kubernetes.default.svc:443",
+        "spark.submit.deployMode": "client",
+        "spark.kubernetes.namespace": config.namespace,
+        "spark.kubernetes.container.image": image,
+        "spark.kubernetes.container.image.pullPolicy": pull_policy,
+        "spark.kubernetes.authenticate.executor.serviceAccountName": config.executor_service_account,
+        "spark.driver.host": "${env:POD_IP}",
+        "spark.driver.bindAddress": "0.0.0.0",
+        "spark.driver.port": str(DRIVER_PORT),
+        "spark.driver.blockManager.port": str(BLOCK_MANAGER_PORT),
+        "spark.executor.instances": str(config.executor.instances),
+        "spark.executor.cores": str(config.executor.cores),
+        "spark.executor.memory": spark_memory(config.executor.memory),
+        "spark.eventLog.enabled": "true",
+        "spark.eventLog.dir": EVENT_LOG_DIR,
+        **_volume_conf("executor", "shared_data"),
+    }
+
+
+def spark_defaults_conf(defaults: dict[str, str]) -> str:
+    """The text of a `spark-defaults.conf` file."""
+    return "".join(f"{key} {value}\n" for key, value in sorted(defaults.items()))
+
+
+def spark_pi(config: SparkConfig, image: pulumi.Input[str], pull_policy: str) -> dict:
+    """The SparkPi example as a `sparkoperator.k8s.io/v1beta2` SparkApplication spec."""
+    pod_security = {"runAsUser": SPARK_UID, "runAsGroup": SPARK_UID, "runAsNonRoot": True, "supplementalGroups": [SHARED_GROUP]}
+    return {
+        "type": "Scala",
+        "mode": "cluster",
+        "image": image,
+        "imagePullPolicy": pull_policy,
+        "mainClass": "org.apache.spark.examples.SparkPi",
+        "mainApplicationFile": f"local:///opt/spark/examples/jars/spark-examples_2.13-{config.version}.jar",
+        "arguments": ["1000"],
+        "sparkVersion": config.version,
+        "restartPolicy": {"type": "Never"},
+        "sparkConf": {
+            "spark.eventLog.enabled": "true",
+            "spark.eventLog.dir": EVENT_LOG_DIR,
+            **_volume_conf("driver", "event_logs"),
+        },
+        "driver": {
+            "cores": config.driver.cores,
+            "memory": spark_memory(config.driver.memory),
+            "serviceAccount": config.driver_service_account,
+            "labels": labels("spark-pi", "spark-job"),
+            "podSecurityContext": pod_security,
+            "securityContext": RESTRICTED_CONTAINER,
+        },
+        "executor": {
+            "instances": config.executor.instances,
+            "cores": config.executor.cores,
+            "memory": spark_memory(config.executor.memory),
+            "serviceAccount": config.executor_service_account,
+            "labels": labels("spark-pi", "spark-job"),
+            "podSecurityContext": pod_security,
+            "securityContext": RESTRICTED_CONTAINER,
+        },
+    }
+
+
+def operator_values(config: SparkConfig) -> dict:
+    """Values for the Kubeflow Spark operator chart: watch exactly the Spark namespace."""
+    return {
+        "spark": {
+            "jobNamespaces": [config.namespace],
+            # Our own driver service account and Role replace the chart's broader ones.
+            "serviceAccount": {"create": False},
+            "rbac": {"create": False},
+        },
+        "controller": {"replicas": 1, "resources": config.operator.controller_resources.to_kubernetes()},
+        "webhook": {"enable": True, "replicas": 1, "resources": config.operator.webhook_resources.to_kubernetes()},
+        "hook": {"upgradeCrd": False},
+    }
+
+
+class SparkOnKubernetes(pulumi.ComponentResource):
+    """Spark's namespace, driver RBAC, the Spark operator, the history server and the example job."""
+
+    namespace: pulumi.Output[str]
+    """The Spark namespace."""
+    driver_role: pulumi.Output[str]
+    """Name of the Role, in the Spark namespace, that a Spark driver needs."""
+    history_url: pulumi.Output[str]
+    """In-cluster URL of the Spark history server (empty when disabled)."""
+
+    def __init__(
+        self,
+        name: str,
+        args: SparkConfig,
+        image: pulumi.Input[str],
+        pull_policy: str,
+        storage: PlatformStorage,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("dataplatform:spark:SparkOnKubernetes", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        ns = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={"name": args.namespace, "labels": labels(args.namespace, "spark")},
+            opts=child,
+        )
+        namespace = ns.metadata.name
+        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+        driver_sa = k8s.core.v1.ServiceAccount(
+            f"{name}-driver",
+            metadata={"name": args.driver_service_account, "namespace": namespace, "labels": labels("spark-driver", "spark")},
+            opts=in_ns,
+        )
+        k8s.core.v1.ServiceAccount(
+            f"{name}-executor",
+            metadata={"name": args.executor_service_account, "namespace": namespace, "labels": labels("spark-executor", "spark")},
+            automount_service_account_token=False,
+            opts=in_ns,
+        )
+        role = k8s.rbac.v1.Role(
+            f"{name}-driver-role",
+            metadata={"name": "spark-driver", "namespace": namespace, "labels": labels("spark-driver", "spark")},
+            rules=DRIVER_RULES,
+            opts=in_ns,
+        )
+        k8s.rbac.v1.RoleBinding(
+            f"{name}-driver-binding",
+            metadata={"name": "spark-driver", "namespace": namespace, "labels": labels("spark-driver", "spark")},
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role.metadata.name},
+            subjects=[{"kind": "ServiceAccount", "name": driver_sa.metadata.name, "namespace": namespace}],
+            opts=in_ns,
+        )
+        event_logs = storage.claim("event_logs", namespace, self)
+        storage.claim("shared_data", namespace, self)
+
+        operator = k8s.helm.v4.Chart(
+            f"{name}-operator",
+            name="spark-operator",
+            chart=SPARK_OPERATOR_CHART["chart"],
+            version=args.operator.version,
+            repository_opts={"repo": SPARK_OPERATOR_CHART["repository"]},
+            namespace=namespace,
+            values=operator_values(args),
+            opts=in_ns,
+        )
+
+        self.history_url = pulumi.Output.from_input("")
+        if args.history_server.enabled:
+            self.history_url = self._history_server(name, args, image, pull_policy, namespace, event_logs)
+
+        if args.example_job:
+            k8s.apiextensions.CustomResource(
+                f"{name}-spark-pi",
+                api_version="sparkoperator.k8s.io/v1beta2",
+                kind="SparkApplication",
+                metadata={"name": "spark-pi", "namespace": namespace, "labels": labels("spark-pi", "spark-job")},
+                spec=spark_pi(args, image, pull_policy),
+                # The operator's CRDs and webhook must be serving before the first job is sent.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[operator, driver_sa, role, event_logs]),
+            )
+
+        self.namespace = namespace
+        self.driver_role = role.metadata.name
+        self.register_outputs({"namespace": self.namespace, "driver_role": self.driver_role, "history_url": self.history_url})
+
+    def _history_server(self, name, args: SparkConfig, image, pull_policy, namespace, event_logs) -> pulumi.Output[str]:
+        app = labels("spark-history-server", "spark")
+        selector = {"app.kubernetes.io/name": "spark-history-server", "app.kubernetes.io/part-of": "dataplatform"}
+        claim, mount_path = SHARED_VOLUMES["event_logs"]
+        k8s.apps.v1.Deployment(
+            f"{name}-history",
+            metadata={"name": "spark-history-server", "namespace": namespace, "labels": app},
+            spec={
+                "replicas": 1,
+                "selector": {"matchLabels": selector},
+                "template": {
+                    "metadata": {"labels": app},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "securityContext": {
+                            "runAsUser": SPARK_UID, "runAsGroup": SPARK_UID, "runAsNonRoot": True,
+                            "supplementalGroups": [SHARED_GROUP], "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [{
+                            "name": "history-server",
+                            "image": image,
+                            "imagePullPolicy": pull_policy,
+                            "command": ["/opt/spark/bin/spark-class", "org.apache.spark.deploy.history.HistoryServer"],
+                            "env": [{
+                                "name": "SPARK_HISTORY_OPTS",
+                                "value": f"-Dspark.history.fs.logDirectory={EVENT_LOG_DIR} -Dspark.history.ui.port=18080",
+                            }],
+                            "ports": [{"name": "http", "containerPort": 18080, "protocol": "TCP"}],
+                            "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "initialDelaySeconds": 10, "periodSeconds": 10},
+                            "livenessProbe": {"httpGet": {"path": "/", "port": "http"}, "initialDelaySeconds": 30, "periodSeconds": 30},
+                            "resources": args.history_server.resources.to_kubernetes(),
+                            "securityContext": RESTRICTED_CONTAINER,
+                            "volumeMounts": [{"name": "event-logs", "mountPath": mount_path, "readOnly": True}],
+                        }],
+                        "volumes": [{"name": "event-logs", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}],
+                    },
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[event_logs]),
+        )
+        service = k8s.core.v1.Service(
+            f"{name}-history-service",
+            metadata={"name": "spark-history-server", "namespace": namespace, "labels": app},
+            spec={"selector": selector, "ports": [{"name": "http", "port": 18080, "targetPort": "http", "protocol": "TCP"}]},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return pulumi.Output.concat("http://", service.metadata.name, ".", namespace, ".svc:18080")

@@ -1,0 +1,150 @@
+"""The stack's whole configuration: one pydantic model, validated once before any resource exists.
+
+Each area is one top-level Pulumi config key (`dataplatform:cluster`, `dataplatform:storage`,
+`dataplatform:spark`, `dataplatform:jupyterhub`), so `pulumi config set --path spark.executor.instances 4`
+works. Errors are reported one per problem, each naming the full config key, the bad value and what
+is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from components.cluster import ClusterConfig, MinikubeClusterConfig
+from components.jupyterhub import JupyterHubConfig
+from components.kubernetes_types import bytes_of
+from components.spark import SparkConfig
+from components.storage import StorageConfig
+
+PROJECT = "dataplatform"
+
+# What Kubernetes itself runs on a Minikube node (control plane, CoreDNS, kube-proxy, storage
+# provisioner, metrics-server) before any of our pods: requests as the addons declare them, rounded up.
+MINIKUBE_SYSTEM_MILLICORES = 1000
+MINIKUBE_SYSTEM_BYTES = 1536 * 2**20
+
+
+class StackConfig(BaseModel):
+    """All of the stack's configuration."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cluster: ClusterConfig = Field(MinikubeClusterConfig(), description="The Kubernetes cluster.")
+    storage: StorageConfig = Field(StorageConfig(), description="StorageClass and shared volumes.")
+    spark: SparkConfig = Field(SparkConfig(), description="Spark on Kubernetes.")
+    jupyterhub: JupyterHubConfig = Field(JupyterHubConfig(), description="JupyterHub.")
+
+    @model_validator(mode="after")
+    def _versions_match(self) -> StackConfig:
+        pyspark = self.jupyterhub.notebook.pyspark_version
+        if pyspark != self.spark.version:
+            raise ValueError(
+                f"{PROJECT}:spark.version {self.spark.version} does not match "
+                f"{PROJECT}:jupyterhub.notebook.pyspark_version {pyspark}: a notebook's PySpark must "
+                "equal the Spark version of the executors it starts"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _namespaces_differ(self) -> StackConfig:
+        if self.spark.namespace == self.jupyterhub.namespace:
+            raise ValueError(
+                f"{PROJECT}:spark.namespace and {PROJECT}:jupyterhub.namespace are both "
+                f"{self.spark.namespace!r}: give each its own namespace"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _fits_minikube(self) -> StackConfig:
+        cluster = self.cluster
+        if not isinstance(cluster, MinikubeClusterConfig):
+            return self
+        needs = [self.spark.requests(), self.jupyterhub.requests(), (MINIKUBE_SYSTEM_MILLICORES, MINIKUBE_SYSTEM_BYTES)]
+        cpu = sum(c for c, _ in needs)
+        memory = sum(m for _, m in needs)
+        if cpu > cluster.cpus * 1000 or memory > bytes_of(cluster.memory):
+            raise ValueError(
+                f"the enabled components request {cpu / 1000:g} CPUs and {memory / 2**30:.2f} GiB "
+                f"(Kubernetes system {MINIKUBE_SYSTEM_MILLICORES / 1000:g} CPU/{MINIKUBE_SYSTEM_BYTES / 2**30:.1f} GiB, "
+                f"spark.* {self.spark.requests()[0] / 1000:g} CPU/{self.spark.requests()[1] / 2**30:.2f} GiB, "
+                f"jupyterhub.* {self.jupyterhub.requests()[0] / 1000:g} CPU/{self.jupyterhub.requests()[1] / 2**30:.2f} GiB), "
+                f"more than the Minikube profile has: {PROJECT}:cluster.cpus {cluster.cpus}, "
+                f"{PROJECT}:cluster.memory {cluster.memory}. Raise those or shrink spark.executor / jupyterhub.singleuser"
+            )
+        return self
+
+
+class ConfigError(Exception):
+    """The stack's config is invalid; `problems` holds one message per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid stack configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _key(loc: tuple, raw: Any) -> str:
+    """The dotted config key for a pydantic error location, without union tags."""
+    parts, node = [], raw
+    for step in loc:
+        if isinstance(node, dict) and step not in node and node.get("kind") == step:
+            continue  # the tag pydantic adds for a discriminated union member
+        parts.append(str(step))
+        node = node.get(step) if isinstance(node, dict) else (node[step] if isinstance(node, list) and isinstance(step, int) and step < len(node) else None)
+    return f"{PROJECT}:" + ".".join(parts) if parts else PROJECT
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    model: Any = StackConfig
+    for step in loc[:-1]:
+        fields = getattr(model, "model_fields", None)
+        if not fields or step not in fields:
+            return []
+        annotation = fields[step].annotation
+        model = annotation if isinstance(annotation, type) else None
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def _problem(error: dict, raw: dict) -> str:
+    key = _key(error["loc"], raw)
+    kind, message = error["type"], error["msg"].removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(error["loc"])
+        return f"{key}: unknown key" + (f"; allowed keys here: {', '.join(allowed)}" if allowed else "")
+    if kind == "missing":
+        return f"{key}: required key is missing"
+    if not error["loc"]:
+        return message
+    return f"{key}: {message} (got {error['input']!r})"
+
+
+def parse_stack_config(raw: dict[str, Any]) -> StackConfig:
+    """Validate the stack's config areas; raise ConfigError naming every problem."""
+    try:
+        return StackConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError([_problem(e, raw) for e in exc.errors()]) from None
+
+
+def load_stack_config() -> StackConfig:
+    """The stack's config as the engine (or the mock runtime) hands it to the program."""
+    from pulumi.runtime import config as runtime_config
+
+    settings = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    return parse_stack_config(raw_stack_config(settings))
+
+
+def raw_stack_config(settings: dict[str, Any]) -> dict[str, Any]:
+    """This project's areas out of the engine's `project:key -> value` config map (values are JSON)."""
+    raw: dict[str, Any] = {}
+    for full_key, value in settings.items():
+        namespace, _, key = full_key.partition(":")
+        if namespace != PROJECT:
+            continue
+        try:
+            raw[key] = json.loads(value) if isinstance(value, str) else value
+        except json.JSONDecodeError:
+            raw[key] = value
+    return raw

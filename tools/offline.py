@@ -1,0 +1,189 @@
+"""Run the real program, or one component, under Pulumi's own mock runtime, and record everything.
+
+The engine is replaced by `pulumi.runtime.set_mocks` with a monitor that keeps every registration
+request: type, name, parent, provider, options (protect, retainOnDelete, dependsOn) and the inputs
+exactly as the SDK serialised them, secrets still wrapped. The offline render and the tests read
+that record; nothing here talks to a cluster, a registry or the Pulumi service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks, rpc
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.settings import get_root_resource
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "[secret]"
+
+
+@dataclass
+class Registration:
+    """One resource as the program registered it."""
+
+    type: str
+    name: str
+    urn: str
+    parent: str
+    custom: bool
+    provider: str
+    providers: dict[str, str]
+    protect: bool
+    retain_on_delete: bool
+    depends_on: list[str]
+    inputs: dict[str, Any]
+
+    @property
+    def plain_inputs(self) -> dict[str, Any]:
+        """The inputs with every secret replaced by `[secret]`."""
+        return redact(self.inputs)
+
+
+@dataclass
+class Recording:
+    """Everything one mocked run registered, in order, and the stack's outputs."""
+
+    resources: list[Registration] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.resources if r.type == type_]
+
+    def by_urn(self, urn: str) -> Registration:
+        return next(r for r in self.resources if r.urn == urn)
+
+    def kubernetes_objects(self) -> list[Registration]:
+        """Kubernetes objects the stack sends to the API server itself (not charts, not providers)."""
+        return [
+            r for r in self.resources
+            if r.type.startswith("kubernetes:") and r.custom and "apiVersion" in r.inputs
+        ]
+
+    def charts(self) -> list[Registration]:
+        return self.of_type("kubernetes:helm.sh/v4:Chart")
+
+
+def redact(value: Any) -> Any:
+    """`value` with secrets as `[secret]` and whole numbers as ints (the wire format has only doubles)."""
+    if rpc.is_rpc_secret(value):
+        return SECRET
+    if isinstance(value, dict):
+        return {k: redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def reveal(value: Any) -> Any:
+    """The inputs with secrets unwrapped (for tests that compare secret values across runs)."""
+    if rpc.is_rpc_secret(value):
+        return reveal(value["value"])
+    if isinstance(value, dict):
+        return {k: reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal(v) for v in value]
+    return value
+
+
+def _fake(seed: str, length: int) -> str:
+    return hashlib.sha256(seed.encode()).hexdigest()[:length]
+
+
+class PlatformMocks(pulumi.runtime.Mocks):
+    """Outputs the way the real providers shape them, with deterministic fake values."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        state = dict(args.inputs)
+        if args.typ == "command:local:Command":
+            state["stdout"] = f"stdout-of-{args.name}"
+        elif args.typ == "docker:index/image:Image":
+            state["repoDigest"] = f"{state.get('imageName', '').split(':')[0]}@sha256:{_fake(args.name, 64)}"
+        elif args.typ == "random:index/randomId:RandomId":
+            state["hex"] = _fake(args.name, 2 * int(state.get("byteLength", 8)))
+        elif args.typ == "random:index/randomPassword:RandomPassword":
+            state["result"] = _fake(args.name, int(state.get("length", 16)))
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+class RecordingMonitor(mocks.MockMonitor):
+    """The SDK's own mock monitor, keeping each registration request."""
+
+    def __init__(self, recording: Recording):
+        super().__init__(PlatformMocks())
+        self.recording = recording
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.recording.resources.append(Registration(
+                type=request.type,
+                name=request.name,
+                urn=response.urn,
+                parent=request.parent,
+                custom=request.custom,
+                provider=request.provider,
+                providers=dict(request.providers),
+                protect=request.protect,
+                retain_on_delete=request.retainOnDelete,
+                depends_on=list(request.dependencies),
+                inputs=rpc.deserialize_properties(request.object),
+            ))
+        return response
+
+
+def stack_settings(stack: str) -> dict[str, str]:
+    """`Pulumi.yaml`'s project-level config merged with `Pulumi.<stack>.yaml`, as the engine passes it."""
+    settings: dict[str, str] = {}
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    for key, spec in (project.get("config") or {}).items():
+        if isinstance(spec, dict) and "value" in spec:
+            settings[key] = spec["value"]
+    stack_file = ROOT / f"Pulumi.{stack}.yaml"
+    if not stack_file.exists():
+        raise FileNotFoundError(f"no stack file {stack_file.name}")
+    settings.update((yaml.safe_load(stack_file.read_text()) or {}).get("config") or {})
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in settings.items()}
+
+
+def run(program: Callable[[], Any], settings: dict[str, str], stack: str = "test") -> Recording:
+    """Run `program` under fresh mocks with `settings` as the stack's config; return what it registered."""
+    recording = Recording()
+    pulumi.runtime.settings.SETTINGS.rpc_manager.clear()
+    pulumi.runtime.settings.SETTINGS.outputs.clear()
+    set_all_config(settings, [])
+    mocks.set_mocks(PlatformMocks(), project="dataplatform", stack=stack, preview=False, monitor=RecordingMonitor(recording))
+    try:
+        _sync_await(run_pulumi_func(program))
+        root = get_root_resource()
+        for name, value in (root.outputs if root else {}).items():
+            recording.outputs[name] = _sync_await(_resolve(value))
+    finally:
+        set_all_config({}, [])
+    return recording
+
+
+async def _resolve(value: Any) -> Any:
+    output = pulumi.Output.from_input(value)
+    plain = await output.future()
+    return SECRET if await output.is_secret() else plain
+
+
+def run_stack(stack: str, settings: dict[str, str] | None = None) -> Recording:
+    """Run `__main__.py` as `pulumi up -s <stack>` would, with mocks in place of the engine."""
+    main = str(ROOT / "__main__.py")
+    return run(lambda: runpy.run_path(main, run_name="__main__"), stack_settings(stack) if settings is None else settings, stack)

@@ -1,0 +1,105 @@
+"""Upstream schemas the stack's output is checked against: Kubernetes' own and the pinned CRDs/charts.
+
+Kubernetes objects: the OpenAPI schemas shipped by `kubernetes-validate`, strict (unknown fields are
+errors). Custom resources: the `openAPIV3Schema` of the CRD in `../shared/reference/`, made strict the
+way the API server's pruning would drop a field silently. Chart values: the chart's own
+`values.schema.yaml`, or for charts without one, the keys of its `values.yaml`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import yaml
+
+from tools.offline import ROOT
+
+REFERENCE = Path(os.environ.get("DATAPLATFORM_REFERENCE", ROOT.parent / "shared" / "reference"))
+
+# (apiVersion, kind) -> CRD file under REFERENCE
+CRDS = {
+    ("sparkoperator.k8s.io/v1beta2", "SparkApplication"): "spark-operator-2.5.2/sparkoperator.k8s.io_sparkapplications.yaml",
+    ("sparkoperator.k8s.io/v1beta2", "ScheduledSparkApplication"): "spark-operator-2.5.2/sparkoperator.k8s.io_scheduledsparkapplications.yaml",
+    ("serving.kserve.io/v1beta1", "InferenceService"): "kserve-0.20.0/serving.kserve.io_inferenceservices.yaml",
+}
+
+
+def reference(path: str) -> Path:
+    """A file of the pinned upstream reference data; a clear error where it is missing."""
+    file = REFERENCE / path
+    if not file.exists():
+        raise FileNotFoundError(
+            f"upstream reference file {file} is missing: set DATAPLATFORM_REFERENCE to the folder "
+            "holding the pinned reference data (see README, 'Upstream ground truth')"
+        )
+    return file
+
+
+def _strict(schema: Any) -> Any:
+    """The schema with unknown fields refused wherever the CRD lists the known ones."""
+    if isinstance(schema, list):
+        return [_strict(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _strict(v) for k, v in schema.items()}
+    if "properties" in out and "additionalProperties" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+        out["additionalProperties"] = False
+    return out
+
+
+@functools.cache
+def crd_validator(api_version: str, kind: str) -> jsonschema.Validator:
+    crd = yaml.safe_load(reference(CRDS[(api_version, kind)]).read_text())
+    version = api_version.split("/")[1]
+    served = next(v for v in crd["spec"]["versions"] if v["name"] == version)
+    schema = _strict(served["schema"]["openAPIV3Schema"])
+    schema["properties"]["metadata"] = {"type": "object"}
+    return jsonschema.Draft7Validator(schema)
+
+
+def _path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(root)"
+
+
+def validate_manifest(obj: dict, kubernetes_version: str) -> list[str]:
+    """Problems with one object, each naming the object and the field; empty when valid."""
+    meta = obj.get("metadata", {})
+    who = f"{obj.get('kind')} {meta.get('namespace', '') + '/' if meta.get('namespace') else ''}{meta.get('name')}"
+    key = (obj.get("apiVersion"), obj.get("kind"))
+    if key in CRDS:
+        return [f"{who}: {_path(e)}: {e.message}" for e in crd_validator(*key).iter_errors(obj)]
+    try:
+        kubernetes_validate.validate(obj, kubernetes_version, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        return [f"{who}: {_path(error)}: {error.message}"]
+    except kubernetes_validate.SchemaNotFoundError:
+        return [f"{who}: no Kubernetes {kubernetes_version} schema and no pinned CRD for {key[0]} {key[1]}"]
+    return []
+
+
+@functools.cache
+def values_schema_validator(path: str) -> jsonschema.Validator:
+    return jsonschema.Draft7Validator(yaml.safe_load(reference(path).read_text()))
+
+
+def values_problems(values: dict, schema_path: str) -> list[str]:
+    """Violations of a chart's values.schema.yaml."""
+    return [f"{_path(e)}: {e.message}" for e in values_schema_validator(schema_path).iter_errors(values)]
+
+
+def unknown_value_keys(values: Any, defaults: Any, prefix: str = "") -> list[str]:
+    """Keys set in `values` that the chart's `values.yaml` does not have (maps the chart leaves open excepted)."""
+    if not isinstance(values, dict) or not isinstance(defaults, dict) or not defaults:
+        return []
+    unknown = []
+    for key, value in values.items():
+        if key not in defaults:
+            unknown.append(prefix + key)
+        else:
+            unknown += unknown_value_keys(value, defaults[key], f"{prefix}{key}.")
+    return unknown
