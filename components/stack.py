@@ -113,6 +113,9 @@ def _problem(error: dict, raw: dict) -> str:
     if kind == "extra_forbidden":
         allowed = _allowed_keys(error["loc"])
         return f"{key}: unknown key" + (f"; allowed keys here: {', '.join(allowed)}" if allowed else "")
+    if kind == "union_tag_invalid":
+        ctx = error["ctx"]
+        return f"{key}.{ctx['discriminator'].strip(chr(39))}: {ctx['tag']!r} does not match any of the expected tags: {ctx['expected_tags']}"
     if kind == "missing":
         return f"{key}: required key is missing"
     if not error["loc"]:

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import pulumi
 import yaml
+from google.protobuf import json_format
 from pulumi.runtime import mocks, rpc
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.settings import get_root_resource
@@ -141,19 +142,21 @@ class RecordingMonitor(mocks.MockMonitor):
                 protect=request.protect,
                 retain_on_delete=request.retainOnDelete,
                 depends_on=list(request.dependencies),
-                inputs=rpc.deserialize_properties(request.object),
+                # Decoded as sent, so a secret nested in a chart's values stays a secret at its
+                # own position instead of marking the whole input secret.
+                inputs=json_format.MessageToDict(request.object),
             ))
         return response
 
 
-def stack_settings(stack: str) -> dict[str, str]:
+def stack_settings(stack: str, stack_file: Path | None = None) -> dict[str, str]:
     """`Pulumi.yaml`'s project-level config merged with `Pulumi.<stack>.yaml`, as the engine passes it."""
     settings: dict[str, str] = {}
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
     for key, spec in (project.get("config") or {}).items():
         if isinstance(spec, dict) and "value" in spec:
             settings[key] = spec["value"]
-    stack_file = ROOT / f"Pulumi.{stack}.yaml"
+    stack_file = stack_file or ROOT / f"Pulumi.{stack}.yaml"
     if not stack_file.exists():
         raise FileNotFoundError(f"no stack file {stack_file.name}")
     settings.update((yaml.safe_load(stack_file.read_text()) or {}).get("config") or {})

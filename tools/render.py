@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stack", default="dev")
     parser.add_argument("--out", default=None, help="output folder (default build/<stack>)")
+    parser.add_argument("--config", type=Path, default=None, help="stack config file (default Pulumi.<stack>.yaml)")
     args = parser.parse_args(argv)
     out = Path(args.out) if args.out else ROOT / "build" / args.stack
     started = time.perf_counter()
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from components.stack import ConfigError, parse_stack_config, raw_stack_config
 
     try:
-        settings = stack_settings(args.stack)
+        settings = stack_settings(args.stack, args.config)
         config = parse_stack_config(raw_stack_config(settings))
     except (ConfigError, FileNotFoundError, yaml.YAMLError) as error:
         print(f"render {args.stack}: {error}", file=sys.stderr)

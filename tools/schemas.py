@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import kubernetes_validate
 import yaml
 
 from tools.offline import ROOT
 
+# libyaml where the wheel has it: the pinned CRDs are megabytes of YAML.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 REFERENCE = Path(os.environ.get("DATAPLATFORM_REFERENCE", ROOT.parent / "shared" / "reference"))
 
 # (apiVersion, kind) -> CRD file under REFERENCE
@@ -54,7 +56,7 @@ def _strict(schema: Any) -> Any:
 
 @functools.cache
 def crd_validator(api_version: str, kind: str) -> jsonschema.Validator:
-    crd = yaml.safe_load(reference(CRDS[(api_version, kind)]).read_text())
+    crd = yaml.load(reference(CRDS[(api_version, kind)]).read_text(), Loader=_LOADER)
     version = api_version.split("/")[1]
     served = next(v for v in crd["spec"]["versions"] if v["name"] == version)
     schema = _strict(served["schema"]["openAPIV3Schema"])
@@ -73,18 +75,43 @@ def validate_manifest(obj: dict, kubernetes_version: str) -> list[str]:
     key = (obj.get("apiVersion"), obj.get("kind"))
     if key in CRDS:
         return [f"{who}: {_path(e)}: {e.message}" for e in crd_validator(*key).iter_errors(obj)]
-    try:
-        kubernetes_validate.validate(obj, kubernetes_version, strict=True)
-    except kubernetes_validate.ValidationError as error:
-        return [f"{who}: {_path(error)}: {error.message}"]
-    except kubernetes_validate.SchemaNotFoundError:
+    validator = kubernetes_validator(kubernetes_version, key[0], key[1])
+    if validator is None:
         return [f"{who}: no Kubernetes {kubernetes_version} schema and no pinned CRD for {key[0]} {key[1]}"]
-    return []
+    return [f"{who}: {_path(e)}: {e.message}" for e in validator.iter_errors(obj)]
+
+
+@functools.cache
+def kubernetes_validator(kubernetes_version: str, api_version: str, kind: str) -> jsonschema.Validator | None:
+    """kubernetes-validate's strict schema for one kind, loaded once (its `validate()` reloads the
+    shared definitions on every call and stops at the first error)."""
+    from kubernetes_validate import utils
+    from referencing import Registry, Resource
+
+    minor = utils.major_minor(kubernetes_version)
+    version = [v for v in utils.all_versions() if utils.major_minor(v) <= minor][-1]
+    folder = f"kubernetes-json-schema/v{version}-local-strict"
+    group = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    try:
+        schema = utils.schema_contents(f"{folder}/{kind.lower()}-{group}.json", kubernetes_version)
+    except FileNotFoundError:
+        return None
+    definitions = _definitions(folder, kubernetes_version)
+    registry = Resource.from_contents(schema) @ (definitions @ Registry())
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+@functools.cache
+def _definitions(folder: str, kubernetes_version: str):
+    from kubernetes_validate import utils
+    from referencing import Resource
+
+    return Resource.from_contents(utils.schema_contents(f"{folder}/_definitions.json", kubernetes_version))
 
 
 @functools.cache
 def values_schema_validator(path: str) -> jsonschema.Validator:
-    return jsonschema.Draft7Validator(yaml.safe_load(reference(path).read_text()))
+    return jsonschema.Draft7Validator(yaml.load(reference(path).read_text(), Loader=_LOADER))
 
 
 def values_problems(values: dict, schema_path: str) -> list[str]:

@@ -1,0 +1,142 @@
+"""The stack config: defaults, the dev stack, and every kind of bad input refused with its key named."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.stack import ConfigError, StackConfig, parse_stack_config, raw_stack_config
+from tools.offline import ROOT, stack_settings
+
+
+def dev_raw() -> dict:
+    return raw_stack_config(stack_settings("dev"))
+
+
+def with_value(raw: dict, dotted: str, value) -> dict:
+    """`raw` with the value at `area.key.sub` replaced."""
+    raw = yaml.safe_load(yaml.safe_dump(raw))
+    *path, last = dotted.split(".")
+    node = raw
+    for step in path:
+        node = node.setdefault(step, {})
+    node[last] = value
+    return raw
+
+
+def problems(raw: dict) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config(raw)
+    return caught.value.problems
+
+
+def test_defaults_are_valid_and_fit_the_default_minikube_profile():
+    config = StackConfig()
+    assert config.cluster.kind == "minikube"
+    assert config.spark.version == config.jupyterhub.notebook.pyspark_version
+
+
+def test_dev_stack_config_is_valid():
+    config = parse_stack_config(dev_raw())
+    assert config.cluster.kind == "minikube"
+    assert config.spark.executor.instances == 2
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("jupyterhub.singleuser.storage.capacity", "10", "not a size"),
+        ("storage.event_logs.capacity", "5 GB", "not a size"),
+        ("spark.namespace", "Spark_Jobs", "not a valid Kubernetes name"),
+        ("spark.namespace", "spark_jobs", "not a valid Kubernetes name"),
+        ("jupyterhub.namespace", "a" * 64, "at most 63 characters"),
+        ("cluster.driver", "vmware-fusion", "Input should be"),
+        ("cluster.kind", "gke", "does not match any of the expected tags"),
+        ("spark.version", "3.5.3", "Input should be '4.2.0'"),
+        ("cluster.kubernetes_version", "v1.34.0", "not a supported Kubernetes version"),
+        ("spark.executor.instances", 0, "greater than or equal to 1"),
+        ("jupyterhub.singleuser.cpu_limit", "two", "not a CPU quantity"),
+    ],
+)
+def test_bad_value_names_full_key_value_and_what_is_allowed(key, value, expected):
+    found = problems(with_value(dev_raw(), key, value))
+    assert len(found) == 1, found
+    assert found[0].startswith(f"dataplatform:{key}: "), found
+    assert expected in found[0]
+    assert repr(value) in found[0]
+
+
+def test_unknown_key_is_named_with_the_keys_allowed_there():
+    found = problems(with_value(dev_raw(), "spark.executor.replicas", 3))
+    assert found == ["dataplatform:spark.executor.replicas: unknown key; allowed keys here: cores, instances, memory"]
+
+
+def test_unknown_top_level_area_is_refused():
+    raw = dev_raw()
+    raw["sparkk"] = {"namespace": "x"}
+    assert problems(raw)[0].startswith("dataplatform:sparkk: unknown key")
+
+
+def test_every_problem_is_reported_at_once():
+    raw = with_value(dev_raw(), "spark.namespace", "Bad_Name")
+    raw = with_value(raw, "storage.shared_data.capacity", "20")
+    found = problems(raw)
+    assert {p.split(":")[1] for p in found} == {"spark.namespace", "storage.shared_data.capacity"}
+
+
+def test_versions_that_do_not_match_name_both_keys():
+    """Only one Spark release is supported today, so build the mismatch past the per-field check."""
+    from components.jupyterhub import JupyterHubConfig, NotebookConfig
+
+    config = StackConfig.model_construct(
+        spark=StackConfig().spark,
+        jupyterhub=JupyterHubConfig.model_construct(notebook=NotebookConfig.model_construct(pyspark_version="4.1.1")),
+    )
+    with pytest.raises(ValueError, match="dataplatform:spark.version 4.2.0 does not match dataplatform:jupyterhub.notebook.pyspark_version 4.1.1"):
+        config._versions_match()
+
+
+def test_resources_that_do_not_fit_the_minikube_profile_are_refused():
+    raw = with_value(dev_raw(), "spark.executor.instances", 8)
+    found = problems(raw)
+    assert len(found) == 1
+    assert "dataplatform:cluster.cpus 6" in found[0] and "dataplatform:cluster.memory 12Gi" in found[0]
+    assert "more than the Minikube profile has" in found[0]
+
+
+def test_same_namespace_for_spark_and_jupyterhub_is_refused():
+    found = problems(with_value(dev_raw(), "jupyterhub.namespace", "spark"))
+    assert "dataplatform:spark.namespace and dataplatform:jupyterhub.namespace" in found[0]
+
+
+def render(tmp_path: Path, config: dict) -> subprocess.CompletedProcess:
+    stack_file = tmp_path / "Pulumi.broken.yaml"
+    stack_file.write_text(yaml.safe_dump({"config": config}))
+    return subprocess.run(
+        [sys.executable, "-m", "tools.render", "--stack", "broken", "--config", str(stack_file), "--out", str(tmp_path / "out")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "named"),
+    [
+        ("jupyterhub.singleuser.storage.capacity", "10", "dataplatform:jupyterhub.singleuser.storage.capacity: '10' is not a size"),
+        ("spark.executor.replicas", 3, "dataplatform:spark.executor.replicas: unknown key"),
+        ("spark.namespace", "Spark_Jobs", "dataplatform:spark.namespace: 'Spark_Jobs' is not a valid Kubernetes name"),
+        ("cluster.driver", "nope", "dataplatform:cluster.driver: Input should be 'docker'"),
+        ("spark.executor.instances", 40, "dataplatform:cluster.cpus 6"),
+    ],
+)
+def test_render_refuses_bad_config_without_traceback_and_writes_nothing(tmp_path, key, value, named):
+    """`make render` on a bad config: non-zero exit, one line naming the key, no traceback, no output."""
+    raw = with_value(dev_raw(), key, value)
+    result = render(tmp_path, {f"dataplatform:{area}": body for area, body in raw.items()})
+    assert result.returncode == 1
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "out").exists()
