@@ -10,7 +10,7 @@ import re
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
 _DECIMAL = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
@@ -76,10 +76,18 @@ class Resources(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cpu_request: CpuQuantity = "100m"
-    cpu_limit: CpuQuantity = "1"
-    memory_request: ByteQuantity = "256Mi"
-    memory_limit: ByteQuantity = "512Mi"
+    cpu_request: CpuQuantity = Field("100m", description="CPU the scheduler reserves.")
+    cpu_limit: CpuQuantity = Field("1", description="CPU ceiling.")
+    memory_request: ByteQuantity = Field("256Mi", description="Memory the scheduler reserves.")
+    memory_limit: ByteQuantity = Field("512Mi", description="Memory ceiling; the container is killed above it.")
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> "Resources":
+        if millicores_of(self.cpu_request) > millicores_of(self.cpu_limit):
+            raise ValueError(f"cpu_request {self.cpu_request} is above cpu_limit {self.cpu_limit}")
+        if bytes_of(self.memory_request) > bytes_of(self.memory_limit):
+            raise ValueError(f"memory_request {self.memory_request} is above memory_limit {self.memory_limit}")
+        return self
 
     def to_kubernetes(self) -> dict:
         """The container's `resources` block."""
