@@ -36,3 +36,16 @@ def run_stack() -> Callable[..., offline.Recording]:
         return offline.run_stack(stack, settings)
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _upstream_reference(request):
+    """Tests that read the pinned upstream data need it; CI must have it, elsewhere they skip."""
+    import os
+
+    from tools.schemas import REFERENCE
+
+    if "reference" in request.keywords and not REFERENCE.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"upstream reference data missing at {REFERENCE} (CI must have it)")
+        pytest.skip(f"upstream reference data not at {REFERENCE}; set DATAPLATFORM_REFERENCE")

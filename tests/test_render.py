@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from tools.offline import ROOT, reveal
@@ -14,6 +15,7 @@ from tools.schemas import validate_manifest
 NAMESPACED = {"ConfigMap", "Deployment", "PersistentVolumeClaim", "Role", "RoleBinding", "Service", "ServiceAccount", "SparkApplication"}
 
 
+@pytest.mark.reference
 def test_render_writes_manifests_charts_inventory_all_valid(tmp_path):
     out = tmp_path / "dev"
     result = subprocess.run(

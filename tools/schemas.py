@@ -31,11 +31,15 @@ CRDS = {
 }
 
 
+class MissingReference(FileNotFoundError):
+    """The pinned upstream reference data is not where we look for it."""
+
+
 def reference(path: str) -> Path:
     """A file of the pinned upstream reference data; a clear error where it is missing."""
     file = REFERENCE / path
     if not file.exists():
-        raise FileNotFoundError(
+        raise MissingReference(
             f"upstream reference file {file} is missing: set DATAPLATFORM_REFERENCE to the folder "
             "holding the pinned reference data (see README, 'Upstream ground truth')"
         )
