@@ -27,7 +27,7 @@ from components.spark import (
     spark_defaults,
     spark_defaults_conf,
 )
-from components.storage import SHARED_VOLUMES, PlatformStorage
+from components.storage import SHARED_VOLUMES, PlatformStorage, protect_data_volumes
 
 JUPYTERHUB_CHART = {
     "repository": "https://hub.jupyter.org/helm-chart/",
@@ -277,7 +277,11 @@ class JupyterHub(pulumi.ComponentResource):
             repository_opts={"repo": JUPYTERHUB_CHART["repository"]},
             namespace=namespace,
             values=values,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, notebook_sa, binding, defaults, *claims]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[ns, notebook_sa, binding, defaults, *claims],
+                transforms=[protect_data_volumes],
+            ),
         )
         self.namespace = namespace
         self.proxy_service = pulumi.Output.from_input("proxy-public")

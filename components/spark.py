@@ -25,7 +25,7 @@ from components.kubernetes_types import (
     labels,
     millicores_of,
 )
-from components.storage import SHARED_VOLUMES, PlatformStorage
+from components.storage import SHARED_VOLUMES, PlatformStorage, protect_data_volumes
 
 SPARK_VERSION = "4.2.0"
 """Spark release of the platform's image; the notebook's PySpark must equal it."""
@@ -284,7 +284,7 @@ class SparkOnKubernetes(pulumi.ComponentResource):
             repository_opts={"repo": SPARK_OPERATOR_CHART["repository"]},
             namespace=namespace,
             values=operator_values(args),
-            opts=in_ns,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns], transforms=[protect_data_volumes]),
         )
 
         self.history_url = pulumi.Output.from_input("")

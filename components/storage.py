@@ -154,3 +154,14 @@ class PlatformStorage(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=parent, depends_on=[self], protect=True, retain_on_delete=True),
         )
+
+
+def protect_data_volumes(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
+    """A transform for Helm charts: claims a chart creates (the hub's database, say) hold data too,
+    so they get the same protection as the platform's own volumes."""
+    if args.type_ not in ("kubernetes:core/v1:PersistentVolumeClaim", "kubernetes:core/v1:PersistentVolume"):
+        return None
+    return pulumi.ResourceTransformResult(
+        props=args.props,
+        opts=pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(protect=True, retain_on_delete=True)),
+    )

@@ -4,7 +4,9 @@ Runs the real program under Pulumi's mock runtime with `Pulumi.<stack>.yaml` and
 `build/<stack>/manifests/*.yaml`, `build/<stack>/charts/<release>.yaml` and
 `build/<stack>/inventory.json`, every secret written as `[secret]`. Then validates every manifest
 against the Kubernetes OpenAPI schema of the cluster's Kubernetes version (kubernetes-validate,
-strict) and every custom resource against its CRD; exits non-zero naming file, object and field.
+strict), every custom resource against its CRD, every chart's values against the chart's own schema
+or values.yaml, and applies the platform's policies (policy/rules.py); exits non-zero naming file,
+object, field or policy.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from pathlib import Path
 
 import yaml
 
+from policy.rules import Context
+from policy.rules import check as policy_check
 from tools.offline import ROOT, Recording, run_stack, stack_settings
-from tools.schemas import MissingReference, validate_manifest
+from tools.schemas import MissingReference, chart_values_problems, validate_manifest
 
 
 def manifest(inputs: dict) -> dict:
@@ -64,6 +68,37 @@ def write(recording: Recording, out: Path) -> dict[str, dict]:
     return manifests
 
 
+def verify(recording: Recording, manifests: dict[str, dict], config, out: Path) -> tuple[list[str], list[str]]:
+    """(violations that fail the render, notes to show): Kubernetes and CRD schemas, chart values,
+    and the platform's policies."""
+    problems: list[str] = []
+    skipped: set[str] = set()
+    shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
+    for filename, obj in manifests.items():
+        try:
+            problems += [f"{shown}/manifests/{filename}: {p}" for p in validate_manifest(obj, config.cluster.kubernetes_version)]
+        except MissingReference as missing:
+            skipped.add(str(missing))
+    for chart in recording.charts():
+        inputs = chart.plain_inputs
+        try:
+            problems += [
+                f"{shown}/charts/{inputs['name']}.yaml: values.{p}"
+                for p in chart_values_problems(inputs["chart"], inputs["version"], inputs.get("values", {}))
+            ]
+        except MissingReference as missing:
+            skipped.add(str(missing))
+    allow_load_balancer = getattr(config.cluster, "service_type", "") == "LoadBalancer"
+    violations = [
+        v for r in recording.kubernetes_objects()
+        for v in policy_check(manifest(r.plain_inputs), Context(protect=r.protect, allow_load_balancer=allow_load_balancer))
+    ]
+    problems += [f"policy: {v}" for v in violations if v.enforcement == "mandatory"]
+    notes = [f"advisory: {v}" for v in violations if v.enforcement != "mandatory"]
+    notes += [f"warning: not checked against upstream reference data: {s}" for s in sorted(skipped)]
+    return problems, notes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stack", default="dev")
@@ -84,23 +119,17 @@ def main(argv: list[str] | None = None) -> int:
 
     recording = run_stack(args.stack, settings)
     manifests = write(recording, out)
-    problems, skipped = [], set()
-    shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
-    for filename, obj in manifests.items():
-        try:
-            problems += [f"{shown}/manifests/{filename}: {p}" for p in validate_manifest(obj, config.cluster.kubernetes_version)]
-        except MissingReference as missing:
-            skipped.add(str(missing))
-    for note in sorted(skipped):
-        print(f"warning: custom resources not checked against their CRDs: {note}", file=sys.stderr)
+    problems, notes = verify(recording, manifests, config, out)
+    for note in notes:
+        print(note, file=sys.stderr)
     for problem in problems:
         print(problem, file=sys.stderr)
     elapsed = time.perf_counter() - started
     print(
         f"render {args.stack}: {len(manifests)} manifests, {len(recording.charts())} charts, "
         f"{len(recording.resources)} resources -> {out} in {elapsed:.1f}s; "
-        f"{'%d schema violation(s)' % len(problems) if problems else 'all valid against Kubernetes ' + config.cluster.kubernetes_version}"
-        f"{' (custom resources NOT checked: CRD reference missing)' if skipped else ''}"
+        f"{'%d schema/policy violation(s)' % len(problems) if problems else 'all valid against Kubernetes ' + config.cluster.kubernetes_version + ' and the mandatory policies'}"
+        f"{' (some upstream checks skipped: reference data missing)' if any(n.startswith('warning') for n in notes) else ''}"
     )
     return 1 if problems else 0
 

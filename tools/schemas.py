@@ -118,9 +118,18 @@ def values_schema_validator(path: str) -> jsonschema.Validator:
     return jsonschema.Draft7Validator(yaml.load(reference(path).read_text(), Loader=_LOADER))
 
 
+def merged(defaults: Any, values: Any) -> Any:
+    """`values` over the chart's defaults, the way Helm coalesces them."""
+    if isinstance(defaults, dict) and isinstance(values, dict):
+        return {**defaults, **{k: merged(defaults.get(k), v) for k, v in values.items()}}
+    return values
+
+
 def values_problems(values: dict, schema_path: str) -> list[str]:
-    """Violations of a chart's values.schema.yaml."""
-    return [f"{_path(e)}: {e.message}" for e in values_schema_validator(schema_path).iter_errors(values)]
+    """Violations of a chart's values.schema.yaml by `values` coalesced with the chart's values.yaml,
+    which is what Helm validates."""
+    defaults = yaml.load(reference(str(Path(schema_path).with_name("values.yaml"))).read_text(), Loader=_LOADER)
+    return [f"{_path(e)}: {e.message}" for e in values_schema_validator(schema_path).iter_errors(merged(defaults, values))]
 
 
 def unknown_value_keys(values: Any, defaults: Any, prefix: str = "") -> list[str]:
@@ -134,3 +143,22 @@ def unknown_value_keys(values: Any, defaults: Any, prefix: str = "") -> list[str
         else:
             unknown += unknown_value_keys(value, defaults[key], f"{prefix}{key}.")
     return unknown
+
+
+# chart -> the file its values are checked against: the chart's values.schema.yaml where it
+# publishes one, else its values.yaml (keys only).
+CHART_VALUES = {
+    ("jupyterhub", "4.4.0"): ("schema", "zero-to-jupyterhub-4.4.0/values.schema.yaml"),
+    ("spark-operator", "2.5.2"): ("keys", "spark-operator-2.5.2/values.yaml"),
+}
+
+
+def chart_values_problems(chart: str, version: str, values: dict) -> list[str]:
+    """What the chart itself would refuse or ignore in `values`."""
+    if (chart, version) not in CHART_VALUES:
+        return [f"no pinned schema or values.yaml for chart {chart} {version}"]
+    how, path = CHART_VALUES[(chart, version)]
+    if how == "schema":
+        return values_problems(values, path)
+    defaults = yaml.load(reference(path).read_text(), Loader=_LOADER)
+    return [f"{key}: not a key of the chart's values.yaml" for key in unknown_value_keys(values, defaults)]

@@ -1,0 +1,1 @@
+"""The platform's policies: pure rules (`rules.py`) and the Pulumi CrossGuard pack (`__main__.py`)."""
