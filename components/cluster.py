@@ -165,9 +165,11 @@ class MinikubeCluster(Cluster):
             f"{name}-start",
             create=args.start_command(),
             delete=f"minikube delete --profile={profile}",
-            # Any change to the profile's shape needs a new profile; Minikube cannot resize one.
+            # Minikube cannot resize a profile: a new shape means delete, then start again, which
+            # loses everything on the node, the shared volumes included. So the profile is protected:
+            # such a change (and `pulumi destroy`) stops until someone unprotects it on purpose.
             triggers=[args.start_command()],
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, protect=True),
         )
         after_start = pulumi.ResourceOptions(parent=self, depends_on=[start])
         kubeconfig = local.Command(

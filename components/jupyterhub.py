@@ -15,15 +15,18 @@ from typing import Literal
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
+import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from components.kubernetes_types import SHARED_GROUP, ByteQuantity, CpuQuantity, DnsLabel, Resources, bytes_of, labels, millicores_of
 from components.spark import (
     BLOCK_MANAGER_PORT,
     DRIVER_PORT,
+    EXECUTOR_TEMPLATE_FILE,
     SPARK_VERSION,
     SPARK_VERSIONS,
     SparkConfig,
+    executor_pod_template,
     spark_defaults,
     spark_defaults_conf,
 )
@@ -127,6 +130,7 @@ def jupyterhub_values(
     proxy_secret_token: pulumi.Input[str],
     cookie_secret: pulumi.Input[str],
     user_password: pulumi.Input[str],
+    admin_password: pulumi.Input[str],
 ) -> dict:
     """Values for the zero-to-jupyterhub chart."""
     singleuser = config.singleuser
@@ -149,7 +153,8 @@ def jupyterhub_values(
             "config": {
                 "JupyterHub": {"authenticator_class": "shared-password"},
                 "Authenticator": {"admin_users": list(config.auth.admin_users)},
-                "SharedPasswordAuthenticator": {"user_password": user_password},
+                # admin_users log in with admin_password only (it must be 32+ characters).
+                "SharedPasswordAuthenticator": {"user_password": user_password, "admin_password": admin_password},
             },
         },
         "singleuser": {
@@ -160,7 +165,8 @@ def jupyterhub_values(
             "allowPrivilegeEscalation": False,
             "defaultUrl": "/lab",
             "cpu": {"guarantee": millicores_of(singleuser.cpu_guarantee) / 1000, "limit": millicores_of(singleuser.cpu_limit) / 1000},
-            "memory": {"guarantee": singleuser.memory_guarantee.removesuffix("i"), "limit": singleuser.memory_limit.removesuffix("i")},
+            # Bytes: KubeSpawner reads "2G" as 2 GiB, so a Kubernetes quantity is not passed through.
+            "memory": {"guarantee": bytes_of(singleuser.memory_guarantee), "limit": bytes_of(singleuser.memory_limit)},
             "storage": {
                 "type": "dynamic",
                 "capacity": singleuser.storage.capacity,
@@ -201,6 +207,8 @@ class JupyterHub(pulumi.ComponentResource):
     """The JupyterHub namespace."""
     user_password: pulumi.Output[str]
     """The shared password users log in with (a secret)."""
+    admin_password: pulumi.Output[str]
+    """The password of the users in `auth.admin_users` (a secret)."""
     proxy_service: pulumi.Output[str]
     """Name of the Service users reach the hub through."""
 
@@ -245,8 +253,9 @@ class JupyterHub(pulumi.ComponentResource):
             metadata={"name": "spark-defaults", "namespace": namespace, "labels": labels("spark-defaults", "jupyterhub")},
             data={
                 "spark-defaults.conf": pulumi.Output.from_input(spark_image).apply(
-                    lambda ref: spark_defaults_conf(spark_defaults(spark, ref, pull_policy))
-                )
+                    lambda ref: spark_defaults_conf(spark_defaults(spark, ref, pull_policy, SPARK_CONF_DIR))
+                ),
+                EXECUTOR_TEMPLATE_FILE: yaml.safe_dump(executor_pod_template(), sort_keys=False),
             },
             opts=in_ns,
         )
@@ -256,7 +265,9 @@ class JupyterHub(pulumi.ComponentResource):
         proxy_token = random.RandomId(f"{name}-proxy-token", byte_length=32, opts=child)
         cookie = random.RandomId(f"{name}-cookie-secret", byte_length=32, opts=child)
         password = random.RandomPassword(f"{name}-user-password", length=24, special=False, opts=child)
+        admin = random.RandomPassword(f"{name}-admin-password", length=40, special=False, opts=child)
         self.user_password = pulumi.Output.secret(password.result)
+        self.admin_password = pulumi.Output.secret(admin.result)
 
         values = jupyterhub_values(
             args,
@@ -268,6 +279,7 @@ class JupyterHub(pulumi.ComponentResource):
             proxy_secret_token=pulumi.Output.secret(proxy_token.hex),
             cookie_secret=pulumi.Output.secret(cookie.hex),
             user_password=self.user_password,
+            admin_password=self.admin_password,
         )
         k8s.helm.v4.Chart(
             f"{name}-chart",
@@ -285,4 +297,9 @@ class JupyterHub(pulumi.ComponentResource):
         )
         self.namespace = namespace
         self.proxy_service = pulumi.Output.from_input("proxy-public")
-        self.register_outputs({"namespace": self.namespace, "user_password": self.user_password, "proxy_service": self.proxy_service})
+        self.register_outputs({
+            "namespace": self.namespace,
+            "user_password": self.user_password,
+            "admin_password": self.admin_password,
+            "proxy_service": self.proxy_service,
+        })

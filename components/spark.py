@@ -137,7 +137,29 @@ def _volume_conf(role: str, volume: str) -> dict[str, str]:
     return {f"{prefix}.options.claimName": claim, f"{prefix}.mount.path": path}
 
 
-def spark_defaults(config: SparkConfig, image: str, pull_policy: str) -> dict[str, str]:
+EXECUTOR_TEMPLATE_CONTAINER = "executor"
+EXECUTOR_TEMPLATE_FILE = "executor-pod-template.yaml"
+
+
+def executor_pod_template() -> dict:
+    """The pod template notebook-started executors get: Spark has no setting for a pod's security
+    context or supplemental groups, and without group 100 an executor could not write the shared
+    data volume (group 100, mode 2775)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"labels": labels("spark-executor", "spark")},
+        "spec": {
+            "securityContext": {
+                "runAsUser": SPARK_UID, "runAsGroup": SPARK_UID, "runAsNonRoot": True,
+                "supplementalGroups": [SHARED_GROUP], "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [{"name": EXECUTOR_TEMPLATE_CONTAINER, "securityContext": RESTRICTED_CONTAINER}],
+        },
+    }
+
+
+def spark_defaults(config: SparkConfig, image: str, pull_policy: str, conf_dir: str = "/etc/spark") -> dict[str, str]:
     """spark-defaults for a client-mode driver in a notebook pod that runs executors in `config.namespace`.
 
     `spark.driver.host` is the notebook pod's IP, from the POD_IP variable the pod sets: executors
@@ -159,6 +181,8 @@ def spark_defaults(config: SparkConfig, image: str, pull_policy: str) -> dict[st
         "spark.executor.memory": spark_memory(config.executor.memory),
         "spark.eventLog.enabled": "true",
         "spark.eventLog.dir": EVENT_LOG_DIR,
+        "spark.kubernetes.executor.podTemplateFile": f"{conf_dir}/{EXECUTOR_TEMPLATE_FILE}",
+        "spark.kubernetes.executor.podTemplateContainerName": EXECUTOR_TEMPLATE_CONTAINER,
         **_volume_conf("executor", "shared_data"),
     }
 

@@ -58,6 +58,16 @@ class StackConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _host_paths_need_minikube(self) -> StackConfig:
+        if self.storage.shared_backend.kind == "host_path" and not isinstance(self.cluster, MinikubeClusterConfig):
+            raise ValueError(
+                f"{PROJECT}:storage.shared_backend.kind host_path needs its node folders created, which "
+                f"only {PROJECT}:cluster.kind minikube does; with cluster.kind {self.cluster.kind!r} use "
+                "shared_backend.kind nfs"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _fits_minikube(self) -> StackConfig:
         cluster = self.cluster
         if not isinstance(cluster, MinikubeClusterConfig):

@@ -74,6 +74,9 @@ SHARED_VOLUMES = {
 }
 
 
+STATIC_CLAIM_REQUEST = "1Mi"
+
+
 def shared_directories(config: StorageConfig) -> list[str]:
     """The node directories a host_path backend needs, one per shared volume."""
     if not isinstance(config.shared_backend, HostPathBackend):
@@ -150,7 +153,10 @@ class PlatformStorage(pulumi.ComponentResource):
                 "volumeName": pulumi.Output.from_input(namespace).apply(
                     lambda ns: f"{self._name}-{claim}-{ns}"
                 ),
-                "resources": {"requests": {"storage": getattr(self._config, volume).capacity}},
+                # The PV carries the size. A claim pre-bound to a static PV cannot be resized (only
+                # dynamically provisioned claims can), so it asks for a constant that any PV satisfies
+                # and growing `storage.<volume>.capacity` updates the PV alone.
+                "resources": {"requests": {"storage": STATIC_CLAIM_REQUEST}},
             },
             opts=pulumi.ResourceOptions(parent=parent, depends_on=[self], protect=True, retain_on_delete=True),
         )

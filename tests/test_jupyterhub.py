@@ -47,6 +47,7 @@ def hub_values(config: JupyterHubConfig | None = None, spark: SparkConfig | None
         proxy_secret_token="a" * 64,
         cookie_secret="b" * 64,
         user_password="c" * 24,
+        admin_password="d" * 40,
     )
     args.update(overrides)
     return jupyterhub_values(config or JupyterHubConfig(), spark or SparkConfig(), **args)
@@ -123,12 +124,20 @@ def image_of(recording: offline.Recording, folder: str) -> str:
 # --- the chart's own schema ---------------------------------------------------------------------
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("service_type", ["NodePort", "LoadBalancer", "ClusterIP"])
 def test_values_pass_the_chart_schema(service_type):
     """Helm would accept our values: zero problems against zero-to-jupyterhub 4.4.0's values.schema.yaml."""
     assert chart_problems(hub_values(service_type=service_type)) == []
 
 
+@pytest.mark.reference
+def test_stack_chart_values_pass_the_chart_schema(dev):
+    """What the dev stack hands the jupyterhub Chart, secrets included, is what the chart accepts."""
+    assert chart_problems(hub_chart(dev).plain_inputs["values"]) == []
+
+
+@pytest.mark.reference
 def test_customised_values_pass_the_chart_schema():
     config = JupyterHubConfig.model_validate({
         "namespace": "hub",
@@ -140,6 +149,7 @@ def test_customised_values_pass_the_chart_schema():
     assert chart_problems(hub_values(config, SparkConfig(namespace="analytics"))) == []
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize(
     "breakage, path",
     [
@@ -279,12 +289,6 @@ def test_secrets_are_stable_across_runs(dev, run_stack):
     assert len(first["user_password"]) >= 8
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG components/jupyterhub.py jupyterhub_values: auth.admin_users are set but no "
-    "SharedPasswordAuthenticator.admin_password, and that authenticator lets a user in admin_users log "
-    "in only with admin_password, so the admins (default 'admin') can never log in",
-)
 def test_admin_users_can_log_in():
     """SharedPasswordAuthenticator: admin_users must use admin_password (>= 32 characters, not the user password)."""
     shared = hub_values()["hub"]["config"]["SharedPasswordAuthenticator"]
@@ -303,11 +307,8 @@ def test_admin_users_can_log_in():
         "1Gi",
         "512Mi",
         "4Gi",
-        pytest.param("1500M", marks=pytest.mark.xfail(strict=True, reason=(
-            "BUG components/jupyterhub.py jupyterhub_values singleuser.memory: removesuffix('i') hands "
-            "a decimal quantity to KubeSpawner unchanged, and KubeSpawner reads M/G as powers of 1024"))),
-        pytest.param("2G", marks=pytest.mark.xfail(strict=True, reason=(
-            "BUG components/jupyterhub.py jupyterhub_values singleuser.memory: 2G (2e9 bytes) becomes 2 GiB"))),
+        "1500M",
+        "2G",
     ],
 )
 def test_notebook_memory_means_what_the_config_says(quantity):

@@ -140,3 +140,10 @@ def test_render_refuses_bad_config_without_traceback_and_writes_nothing(tmp_path
     assert named in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_host_path_volumes_on_an_existing_cluster_are_refused():
+    """Only the Minikube cluster creates the node folders a host_path backend mounts."""
+    raw = with_value(dev_raw(), "cluster", {"kind": "existing", "context": "ctx", "image_registry": "ghcr.io/acme"})
+    found = problems(raw)
+    assert "dataplatform:storage.shared_backend.kind host_path" in found[0] and "dataplatform:cluster.kind minikube" in found[0]
