@@ -361,14 +361,32 @@ class SparkOnKubernetes(pulumi.ComponentResource):
                             "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "initialDelaySeconds": 10, "periodSeconds": 10},
                             "livenessProbe": {"httpGet": {"path": "/", "port": "http"}, "initialDelaySeconds": 30, "periodSeconds": 30},
                             "resources": args.history_server.resources.to_kubernetes(),
-                            "securityContext": RESTRICTED_CONTAINER,
-                            "volumeMounts": [{"name": "event-logs", "mountPath": mount_path, "readOnly": True}],
+                            "securityContext": {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True},
+                            "volumeMounts": [
+                                {"name": "event-logs", "mountPath": mount_path, "readOnly": True},
+                                {"name": "tmp", "mountPath": "/tmp"},
+                            ],
                         }],
-                        "volumes": [{"name": "event-logs", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}],
+                        "volumes": [
+                            {"name": "event-logs", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}},
+                            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+                        ],
                     },
                 },
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[event_logs]),
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-history-ingress",
+            metadata={"name": "spark-history-server", "namespace": namespace, "labels": app},
+            spec={
+                "podSelector": {"matchLabels": selector},
+                "policyTypes": ["Ingress", "Egress"],
+                # The UI only; the server reads its logs from a volume and calls nothing.
+                "ingress": [{"ports": [{"port": 18080, "protocol": "TCP"}]}],
+                "egress": [],
+            },
+            opts=pulumi.ResourceOptions(parent=self),
         )
         service = k8s.core.v1.Service(
             f"{name}-history-service",
