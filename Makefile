@@ -6,7 +6,7 @@ STACK ?= dev
 
 VENV_CHECKOV := .venv-checkov
 
-.PHONY: render test lint bench clean
+.PHONY: render test lint fuzz bench clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ $(VENV_CHECKOV)/.installed: requirements-checkov.txt
 
 lint: render $(VENV_CHECKOV)/.installed  ## hadolint and checkov (offline) on the Dockerfiles and the rendered manifests
 	$(PY) -m tools.lint --stack $(STACK) --checkov $(VENV_CHECKOV)/bin/checkov
+
+fuzz: $(VENV)/.installed  ## the long config-fuzzing run (make test runs a bounded one)
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/test_fuzz.py
 
 bench: $(VENV)/.installed  ## median wall time of `make render` against `import pulumi_kubernetes`
 	$(PY) -m tools.bench --stack $(STACK)

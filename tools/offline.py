@@ -163,9 +163,10 @@ def stack_settings(stack: str, stack_file: Path | None = None) -> dict[str, str]
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in settings.items()}
 
 
-def run(program: Callable[[], Any], settings: dict[str, str], stack: str = "test") -> Recording:
-    """Run `program` under fresh mocks with `settings` as the stack's config; return what it registered."""
-    recording = Recording()
+def run(program: Callable[[], Any], settings: dict[str, str], stack: str = "test", recording: Recording | None = None) -> Recording:
+    """Run `program` under fresh mocks with `settings` as the stack's config; return what it registered
+    (into `recording` if given, so a caller can see what a failing program registered)."""
+    recording = Recording() if recording is None else recording
     pulumi.runtime.settings.SETTINGS.rpc_manager.clear()
     pulumi.runtime.settings.SETTINGS.outputs.clear()
     set_all_config(settings, [])
@@ -186,7 +187,7 @@ async def _resolve(value: Any) -> Any:
     return SECRET if await output.is_secret() else plain
 
 
-def run_stack(stack: str, settings: dict[str, str] | None = None) -> Recording:
+def run_stack(stack: str, settings: dict[str, str] | None = None, recording: Recording | None = None) -> Recording:
     """Run `__main__.py` as `pulumi up -s <stack>` would, with mocks in place of the engine."""
     main = str(ROOT / "__main__.py")
-    return run(lambda: runpy.run_path(main, run_name="__main__"), stack_settings(stack) if settings is None else settings, stack)
+    return run(lambda: runpy.run_path(main, run_name="__main__"), stack_settings(stack) if settings is None else settings, stack, recording)

@@ -1,0 +1,167 @@
+"""Config fuzzing: any config a user can type either renders to manifests that pass the Kubernetes
+schema and the mandatory policies, or is refused before any resource is registered, with the key named.
+
+Bounded in `make test` (profile `ci`); `make fuzz` runs the long profile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pulumi
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from components.stack import ConfigError, parse_stack_config
+from policy.rules import Context, check
+from tools import offline
+from tools.render import manifest
+from tools.schemas import validate_manifest
+
+settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("fuzz", deadline=None, max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+FULL = 2000 if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz" else 30
+
+names = st.from_regex(r"[a-z]([-a-z0-9]{0,14}[a-z0-9])?", fullmatch=True)
+sizes = st.builds(lambda n, unit: f"{n}{unit}", st.integers(1, 64), st.sampled_from(["Mi", "Gi", "M", "G"]))
+small_memory = st.sampled_from(["256Mi", "512Mi", "768Mi", "1Gi", "1536Mi", "2Gi"])
+cpus = st.sampled_from(["100m", "250m", "500m", "1", "2"])
+
+
+@st.composite
+def valid_configs(draw) -> dict:
+    spark_ns, hub_ns = draw(st.lists(names, min_size=2, max_size=2, unique=True))
+    return {
+        "cluster": {
+            "kind": "minikube",
+            "profile": draw(names),
+            "kubernetes_version": f"1.{draw(st.integers(28, 37))}.{draw(st.integers(0, 9))}",
+            "cpus": draw(st.integers(8, 32)),
+            "memory": f"{draw(st.integers(16, 64))}Gi",
+            "driver": draw(st.sampled_from(["docker", "podman", "kvm2", "qemu2"])),
+            "addons": draw(st.lists(st.sampled_from(["metrics-server", "ingress", "dashboard"]), unique=True, max_size=3)),
+        },
+        "storage": {
+            "class_name": draw(names),
+            "event_logs": {"capacity": draw(sizes)},
+            "shared_data": {"capacity": draw(sizes)},
+        },
+        "spark": {
+            "namespace": spark_ns,
+            "executor": {"instances": draw(st.integers(1, 3)), "cores": 1, "memory": draw(small_memory)},
+            "driver": {"cores": 1, "memory": draw(small_memory)},
+            "history_server": {"enabled": draw(st.booleans())},
+            "example_job": draw(st.booleans()),
+        },
+        "jupyterhub": {
+            "namespace": hub_ns,
+            "singleuser": {
+                "storage": {"capacity": draw(sizes)},
+                "cpu_guarantee": draw(st.sampled_from(["100m", "500m"])),
+                "cpu_limit": draw(st.sampled_from(["1", "2"])),
+                "memory_guarantee": draw(st.sampled_from(["512Mi", "1Gi"])),
+                "memory_limit": draw(st.sampled_from(["2Gi", "4Gi"])),
+            },
+            "cull": {"enabled": draw(st.booleans()), "timeout_seconds": draw(st.integers(300, 86400))},
+        },
+    }
+
+
+def settings_of(raw: dict) -> dict[str, str]:
+    base = offline.stack_settings("dev")
+    base.update({f"dataplatform:{area}": json.dumps(body) for area, body in raw.items()})
+    return base
+
+
+@given(raw=valid_configs())
+@settings(max_examples=FULL)
+def test_valid_configs_render_to_valid_compliant_manifests(raw):
+    try:
+        config = parse_stack_config(raw)
+    except ConfigError as error:
+        # Only the cross-area fit check may refuse a config these strategies make.
+        assert all("more than the Minikube profile has" in p for p in error.problems), error.problems
+        assume(False)
+    recording = offline.run_stack("dev", settings_of(raw))
+    objects = recording.kubernetes_objects()
+    assert objects
+    for registration in objects:
+        obj = manifest(registration.plain_inputs)
+        assert validate_manifest(obj, config.cluster.kubernetes_version) == [], obj["metadata"]
+        mandatory = [v for v in check(obj, Context(protect=registration.protect)) if v.enforcement == "mandatory"]
+        assert mandatory == [], [str(v) for v in mandatory]
+
+
+BAD_VALUES = {
+    "cluster.cpus": st.sampled_from([0, 1, -4, "six", 1000]),
+    "cluster.memory": st.sampled_from(["10", "12 GB", "-1Gi", "", "Gi"]),
+    "cluster.driver": st.text(min_size=1, max_size=8).filter(lambda s: s not in {"docker", "podman", "kvm2", "qemu2", "hyperkit", "vfkit", "virtualbox", "hyperv"}),
+    "cluster.kubernetes_version": st.sampled_from(["v1.34.0", "1.27.0", "1.38.0", "latest", "1.34"]),
+    "spark.namespace": st.one_of(st.from_regex(r"[A-Z_][A-Za-z_]{0,10}", fullmatch=True), st.just("a" * 64), st.just("-spark")),
+    "spark.executor.instances": st.sampled_from([0, -1, 101, "two"]),
+    "spark.executor.memory": st.sampled_from(["1", "1GB", "1 Gi", "lots"]),
+    "spark.version": st.sampled_from(["3.5.3", "4.0.1", "latest", ""]),
+    "jupyterhub.singleuser.storage.capacity": st.sampled_from(["10", "ten", "10 Gi", "0Gi"]),
+    "jupyterhub.singleuser.cpu_limit": st.sampled_from(["two", "-1", "1.2345"]),
+    "jupyterhub.cull.timeout_seconds": st.sampled_from([0, 10, -1]),
+    "storage.class_name": st.sampled_from(["Fast_SSD", "", "a" * 70]),
+    "storage.shared_backend.kind": st.sampled_from(["s3", "efs", ""]),
+    "spark.executors": st.integers(),  # unknown key
+    "jupyterhub.singleuser.gpu": st.booleans(),  # unknown key
+}
+
+
+def with_value(raw: dict, dotted: str, value) -> dict:
+    raw = json.loads(json.dumps(raw))
+    *path, last = dotted.split(".")
+    node = raw
+    for step in path:
+        node = node.setdefault(step, {})
+    node[last] = value
+    return raw
+
+
+@st.composite
+def invalid_configs(draw) -> tuple[dict, str]:
+    raw = draw(valid_configs())
+    key = draw(st.sampled_from(sorted(BAD_VALUES)))
+    return with_value(raw, key, draw(BAD_VALUES[key])), key
+
+
+@given(case=invalid_configs())
+@settings(max_examples=300 if FULL < 2000 else 5000)
+def test_invalid_configs_are_refused_naming_the_key(case):
+    raw, key = case
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config(raw)
+    assert any(p.startswith(f"dataplatform:{key}") for p in caught.value.problems), (key, caught.value.problems)
+    assert not any("Traceback" in p for p in caught.value.problems)
+
+
+@given(case=invalid_configs())
+@settings(max_examples=FULL)
+def test_invalid_configs_register_nothing(case):
+    """`pulumi up` with a bad config stops before the first resource: nothing half-done."""
+    raw, key = case
+    recording = offline.Recording()
+    with pytest.raises(pulumi.RunError) as caught:
+        offline.run_stack("dev", settings_of(raw), recording)
+    assert f"dataplatform:{key}" in str(caught.value)
+    assert recording.resources == []
+
+
+def test_the_recording_does_see_what_a_failing_program_registered():
+    """The check above could not pass by accident: a program that fails late leaves its resources recorded."""
+    import pulumi_random as random
+
+    def program():
+        random.RandomId("early", byte_length=4)
+        raise pulumi.RunError("late failure")
+
+    recording = offline.Recording()
+    with pytest.raises(pulumi.RunError):
+        offline.run(program, {}, recording=recording)
+    assert [r.name for r in recording.resources] == ["early"]
