@@ -34,7 +34,7 @@ bench: $(VENV)/.installed  ## median wall time of `make render` against `import 
 	$(PY) -m tools.bench --stack $(STACK)
 
 clean:
-	rm -rf build $(VENV) $(VENV_CHECKOV)
+	rm -rf build $(VENV) $(VENV_CHECKOV) .venv-pipelines
 
 .PHONY: bootstrap preflight
 
