@@ -8,9 +8,12 @@ import pulumi
 from components.cluster import ExistingCluster, MinikubeCluster, MinikubeClusterConfig
 from components.images import ContainerImage, ContainerImageArgs
 from components.jupyterhub import JupyterHub
+from components.pipelines import KubeflowPipelines
+from components.serving import ModelServing
 from components.spark import SparkOnKubernetes
 from components.stack import ConfigError, load_stack_config
 from components.storage import PlatformStorage, shared_directories
+from components.tensorboard import TENSORBOARD_VERSION, TensorBoard
 
 try:
     config = load_stack_config()
@@ -27,7 +30,12 @@ storage = PlatformStorage(
     "storage",
     config.storage,
     provisioner=cluster.storage_provisioner,
-    namespaces=[config.spark.namespace, config.jupyterhub.namespace],
+    namespaces={
+        config.spark.namespace: ["event_logs", "shared_data"],
+        config.jupyterhub.namespace: ["event_logs", "shared_data"],
+        **({config.tensorboard.namespace: ["shared_data"]} if config.tensorboard.enabled else {}),
+        **({config.model_serving.serving_namespace: ["shared_data"]} if config.model_serving.enabled else {}),
+    },
     opts=on_cluster,
 )
 spark_image = ContainerImage(
@@ -61,6 +69,36 @@ jupyterhub = JupyterHub(
     spark_namespace=spark.namespace,
     opts=on_cluster,
 )
+
+if config.kubeflow_pipelines.enabled:
+    kubeflow_pipelines = KubeflowPipelines(
+        "kubeflow-pipelines",
+        config.kubeflow_pipelines,
+        service_type=cluster.service_type,
+        opts=on_cluster,
+    )
+    pulumi.export("kfp_ui_service", kubeflow_pipelines.ui_service)
+    pulumi.export("kfp_api_url", kubeflow_pipelines.api_url)
+
+if config.model_serving.enabled:
+    model_serving = ModelServing("model-serving", config.model_serving, storage=storage, opts=on_cluster)
+    pulumi.export("model_example_url", model_serving.example_url)
+
+if config.tensorboard.enabled:
+    tensorboard_image = ContainerImage(
+        "tensorboard-image",
+        ContainerImageArgs(folder="tensorboard", build_args={"TENSORBOARD_VERSION": TENSORBOARD_VERSION}),
+        cluster.images,
+    )
+    tensorboard = TensorBoard(
+        "tensorboard",
+        config.tensorboard,
+        image=tensorboard_image.reference,
+        pull_policy=cluster.images.pull_policy,
+        storage=storage,
+        opts=on_cluster,
+    )
+    pulumi.export("tensorboard_url", tensorboard.url)
 
 pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("kubernetes_version", cluster.kubernetes_version)

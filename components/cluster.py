@@ -51,8 +51,8 @@ class MinikubeClusterConfig(BaseModel):
     kubernetes_version: KubernetesVersion = Field(
         DEFAULT_KUBERNETES_VERSION, description="Kubernetes version Minikube starts."
     )
-    cpus: int = Field(4, ge=2, le=64, description="CPUs given to the Minikube node.")
-    memory: ByteQuantity = Field("10Gi", description="Memory given to the Minikube node.")
+    cpus: int = Field(8, ge=2, le=64, description="CPUs given to the Minikube node.")
+    memory: ByteQuantity = Field("16Gi", description="Memory given to the Minikube node.")
     disk: ByteQuantity = Field("40Gi", description="Disk size of the Minikube node.")
     driver: Literal["docker", "podman", "kvm2", "qemu2", "hyperkit", "vfkit", "virtualbox", "hyperv"] = (
         Field("docker", description="Minikube driver (`minikube start --driver`).")

@@ -9,7 +9,7 @@ is allowed.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -17,7 +17,10 @@ from components.cluster import ClusterConfig, MinikubeClusterConfig
 from components.jupyterhub import JupyterHubConfig
 from components.kubernetes_types import bytes_of
 from components.spark import SparkConfig
+from components.pipelines import KubeflowPipelinesConfig, check_kubernetes_support
+from components.serving import ModelServingConfig
 from components.storage import StorageConfig
+from components.tensorboard import TensorBoardConfig
 
 PROJECT = "dataplatform"
 
@@ -36,6 +39,13 @@ class StackConfig(BaseModel):
     storage: StorageConfig = Field(StorageConfig(), description="StorageClass and shared volumes.")
     spark: SparkConfig = Field(SparkConfig(), description="Spark on Kubernetes.")
     jupyterhub: JupyterHubConfig = Field(JupyterHubConfig(), description="JupyterHub.")
+    kubeflow_pipelines: KubeflowPipelinesConfig = Field(KubeflowPipelinesConfig(), description="Kubeflow Pipelines.")
+    model_serving: ModelServingConfig = Field(
+        ModelServingConfig(), description="KServe model serving (standard mode) and cert-manager."
+    )
+    tensorboard: TensorBoardConfig = Field(
+        TensorBoardConfig(), description="TensorBoard over the training logs on the shared data volume."
+    )
 
     @model_validator(mode="after")
     def _versions_match(self) -> StackConfig:
@@ -48,13 +58,43 @@ class StackConfig(BaseModel):
             )
         return self
 
+    # Areas whose `requests()` count towards the Minikube budget, and the namespace keys each owns.
+    AREAS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "spark": ("namespace",),
+        "jupyterhub": ("namespace",),
+        "kubeflow_pipelines": ("namespace",),
+        "model_serving": ("namespace", "serving_namespace", "cert_manager.namespace"),
+        "tensorboard": ("namespace",),
+    }
+
+    def enabled_areas(self) -> list[str]:
+        return [area for area in self.AREAS if getattr(getattr(self, area), "enabled", True)]
+
+    @model_validator(mode="after")
+    def _kfp_supports_kubernetes(self) -> StackConfig:
+        kfp = self.kubeflow_pipelines
+        if kfp.enabled:
+            try:
+                check_kubernetes_support(kfp.version, self.cluster.kubernetes_version)
+            except ValueError as error:
+                raise ValueError(
+                    f"{PROJECT}:kubeflow_pipelines.version {kfp.version} and "
+                    f"{PROJECT}:cluster.kubernetes_version {self.cluster.kubernetes_version}: {error}"
+                ) from None
+        return self
+
     @model_validator(mode="after")
     def _namespaces_differ(self) -> StackConfig:
-        if self.spark.namespace == self.jupyterhub.namespace:
-            raise ValueError(
-                f"{PROJECT}:spark.namespace and {PROJECT}:jupyterhub.namespace are both "
-                f"{self.spark.namespace!r}: give each its own namespace"
-            )
+        owners: dict[str, list[str]] = {}
+        for area in self.enabled_areas():
+            for key in self.AREAS[area]:
+                value = getattr(self, area)
+                for step in key.split("."):
+                    value = getattr(value, step)
+                owners.setdefault(value, []).append(f"{PROJECT}:{area}.{key}")
+        clashes = [f"{' and '.join(keys)} are all {ns!r}" for ns, keys in owners.items() if len(keys) > 1]
+        if clashes:
+            raise ValueError("; ".join(clashes) + ": give each component its own namespace")
         return self
 
     @model_validator(mode="after")
@@ -72,17 +112,16 @@ class StackConfig(BaseModel):
         cluster = self.cluster
         if not isinstance(cluster, MinikubeClusterConfig):
             return self
-        needs = [self.spark.requests(), self.jupyterhub.requests(), (MINIKUBE_SYSTEM_MILLICORES, MINIKUBE_SYSTEM_BYTES)]
-        cpu = sum(c for c, _ in needs)
-        memory = sum(m for _, m in needs)
+        needs = {area: getattr(self, area).requests() for area in self.enabled_areas()}
+        needs["Kubernetes system"] = (MINIKUBE_SYSTEM_MILLICORES, MINIKUBE_SYSTEM_BYTES)
+        cpu = sum(c for c, _ in needs.values())
+        memory = sum(m for _, m in needs.values())
         if cpu > cluster.cpus * 1000 or memory > bytes_of(cluster.memory):
+            parts = ", ".join(f"{area} {c / 1000:g} CPU/{m / 2**30:.2f} GiB" for area, (c, m) in needs.items())
             raise ValueError(
-                f"the enabled components request {cpu / 1000:g} CPUs and {memory / 2**30:.2f} GiB "
-                f"(Kubernetes system {MINIKUBE_SYSTEM_MILLICORES / 1000:g} CPU/{MINIKUBE_SYSTEM_BYTES / 2**30:.1f} GiB, "
-                f"spark.* {self.spark.requests()[0] / 1000:g} CPU/{self.spark.requests()[1] / 2**30:.2f} GiB, "
-                f"jupyterhub.* {self.jupyterhub.requests()[0] / 1000:g} CPU/{self.jupyterhub.requests()[1] / 2**30:.2f} GiB), "
+                f"the enabled components request {cpu / 1000:g} CPUs and {memory / 2**30:.2f} GiB ({parts}), "
                 f"more than the Minikube profile has: {PROJECT}:cluster.cpus {cluster.cpus}, "
-                f"{PROJECT}:cluster.memory {cluster.memory}. Raise those or shrink spark.executor / jupyterhub.singleuser"
+                f"{PROJECT}:cluster.memory {cluster.memory}. Raise those, shrink the components, or disable some"
             )
         return self
 

@@ -9,7 +9,7 @@ objects holds user data: reclaim policy `Retain`, `protect=True`, `retain_on_del
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Mapping, Sequence, Union
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -105,7 +105,8 @@ def persistent_volume_spec(config: StorageConfig, volume: str, namespace: str) -
 
 
 class PlatformStorage(pulumi.ComponentResource):
-    """The platform's StorageClass and the PVs behind its shared volumes."""
+    """The platform's StorageClass and the PVs behind its shared volumes: one pre-bound PV for each
+    (namespace, volume) pair in `namespaces` (namespace -> the SHARED_VOLUMES keys it mounts)."""
 
     storage_class: pulumi.Output[str]
     """Name of the StorageClass for per-user and per-service volumes."""
@@ -115,7 +116,7 @@ class PlatformStorage(pulumi.ComponentResource):
         name: str,
         args: StorageConfig,
         provisioner: str,
-        namespaces: list[str],
+        namespaces: Mapping[str, Sequence[str]],
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("dataplatform:storage:PlatformStorage", name, None, opts)
@@ -129,8 +130,9 @@ class PlatformStorage(pulumi.ComponentResource):
             volume_binding_mode="WaitForFirstConsumer",
             opts=pulumi.ResourceOptions(parent=self),
         )
-        for volume, (claim, _) in SHARED_VOLUMES.items():
-            for namespace in namespaces:
+        for namespace, volumes in namespaces.items():
+            for volume in volumes:
+                claim, _ = SHARED_VOLUMES[volume]
                 pv_name = f"{name}-{claim}-{namespace}"
                 k8s.core.v1.PersistentVolume(
                     pv_name,

@@ -102,15 +102,15 @@ def test_start_command_defaults():
     args = shlex.split(MinikubeClusterConfig().start_command())
     assert "--profile=dataplatform" in args
     assert "--kubernetes-version=v1.34.0" in args
-    assert "--memory=10240mb" in args
-    assert "--cpus=4" in args
+    assert "--memory=16384mb" in args
+    assert "--cpus=8" in args
 
 
 def test_dev_stack_starts_and_deletes_its_profile(dev):
     """`pulumi destroy` removes the Minikube profile the stack created, and only that one."""
     start = start_command(dev).plain_inputs
     assert "--profile=dataplatform" in shlex.split(start["create"])
-    assert "--cpus=6" in shlex.split(start["create"]) and "--memory=12288mb" in shlex.split(start["create"])
+    assert "--cpus=8" in shlex.split(start["create"]) and "--memory=16384mb" in shlex.split(start["create"])
     delete = shlex.split(start["delete"])
     assert delete[:2] == ["minikube", "delete"]
     assert "--profile=dataplatform" in delete
@@ -157,7 +157,7 @@ def test_images_are_built_by_the_cluster_docker_provider(dev):
     """On Minikube, images go into the profile's own Docker daemon, where its kubelet finds them."""
     [docker] = dev.of_type(DOCKER_PROVIDER)
     images = dev.of_type(IMAGE)
-    assert len(images) == 2
+    assert {i.plain_inputs["imageName"].split(":")[0] for i in images} >= {"dataplatform/spark", "dataplatform/notebook"}
     for image in images:
         assert provider_urn(image.provider) == docker.urn
         assert image.plain_inputs["skipPush"] is True
@@ -172,7 +172,7 @@ def test_existing_cluster_stack_pushes_images_and_uses_a_load_balancer(existing)
     assert "--context=my-ctx" in shlex.split(kubeconfig.plain_inputs["create"])
 
     images = existing.of_type(IMAGE)
-    assert len(images) == 2
+    assert {i.plain_inputs["imageName"].split(":")[0] for i in images} >= {"ghcr.io/acme/spark", "ghcr.io/acme/notebook"}
     for image in images:
         assert image.plain_inputs["skipPush"] is False
         assert image.plain_inputs["imageName"].startswith("ghcr.io/acme/")

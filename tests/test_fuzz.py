@@ -67,6 +67,9 @@ def valid_configs(draw) -> dict:
             },
             "cull": {"enabled": draw(st.booleans()), "timeout_seconds": draw(st.integers(300, 86400))},
         },
+        "kubeflow_pipelines": {"enabled": draw(st.booleans())},
+        "tensorboard": {"enabled": draw(st.booleans()), "namespace": draw(names)},
+        "model_serving": {"enabled": draw(st.booleans())},
     }
 
 
@@ -82,8 +85,10 @@ def test_valid_configs_render_to_valid_compliant_manifests(raw):
     try:
         config = parse_stack_config(raw)
     except ConfigError as error:
-        # Only the cross-area fit check may refuse a config these strategies make.
-        assert all("more than the Minikube profile has" in p for p in error.problems), error.problems
+        # Only the cross-area rules may refuse a config these strategies make: the Minikube budget,
+        # Kubeflow Pipelines' supported Kubernetes versions, two components drawing one namespace.
+        cross_area = ("more than the Minikube profile has", "Kubeflow Pipelines 2.17.2 supports", "give each component its own namespace")
+        assert all(any(reason in p for reason in cross_area) for p in error.problems), error.problems
         assume(False)
     recording = offline.run_stack("dev", settings_of(raw))
     objects = recording.kubernetes_objects()

@@ -185,7 +185,7 @@ def test_pods_run_the_built_images(dev):
 
     [app] = dev.of_type(SPARK_APPLICATION)
     assert app.plain_inputs["spec"]["image"] == spark
-    [history] = dev.of_type(DEPLOYMENT)
+    [history] = [d for d in dev.of_type(DEPLOYMENT) if d.plain_inputs["metadata"]["name"] == "spark-history-server"]
     assert {c["image"] for c in history.plain_inputs["spec"]["template"]["spec"]["containers"]} == {spark}
     [defaults] = dev.of_type(CONFIG_MAP)
     assert f"spark.kubernetes.container.image {spark}\n" in defaults.plain_inputs["data"]["spark-defaults.conf"]

@@ -87,8 +87,9 @@ def test_objects_others_refer_to_have_explicit_names(run_stack):
     recording = run_stack("dev")
     for registration in recording.kubernetes_objects():
         assert registration.inputs.get("metadata", {}).get("name"), registration.name
-    for chart in recording.charts():
-        assert chart.inputs.get("name") in {"jupyterhub", "spark-operator"}
+    releases = [chart.inputs.get("name") for chart in recording.charts()]
+    assert set(releases) == {"jupyterhub", "spark-operator", "cert-manager", "kserve-crd", "kserve", "kserve-runtime-configs"}
+    assert len(releases) == len(set(releases))
 
 
 def test_recommended_labels_on_every_object(run_stack):

@@ -89,7 +89,7 @@ def spark_program(config: SparkConfig, image: str = IMAGE_REF):
     def program():
         storage = PlatformStorage(
             "storage", StorageConfig(), provisioner="k8s.io/minikube-hostpath",
-            namespaces=[config.namespace, "jupyterhub"],
+            namespaces={config.namespace: ["event_logs", "shared_data"], "jupyterhub": ["event_logs", "shared_data"]},
         )
         SparkOnKubernetes("spark", config, image=image, pull_policy="IfNotPresent", storage=storage)
 

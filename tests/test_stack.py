@@ -104,7 +104,7 @@ def test_resources_that_do_not_fit_the_minikube_profile_are_refused():
     raw = with_value(dev_raw(), "spark.executor.instances", 8)
     found = problems(raw)
     assert len(found) == 1
-    assert "dataplatform:cluster.cpus 6" in found[0] and "dataplatform:cluster.memory 12Gi" in found[0]
+    assert "dataplatform:cluster.cpus 8" in found[0] and "dataplatform:cluster.memory 16Gi" in found[0]
     assert "more than the Minikube profile has" in found[0]
 
 
@@ -129,7 +129,7 @@ def render(tmp_path: Path, config: dict) -> subprocess.CompletedProcess:
         ("spark.executor.replicas", 3, "dataplatform:spark.executor.replicas: unknown key"),
         ("spark.namespace", "Spark_Jobs", "dataplatform:spark.namespace: 'Spark_Jobs' is not a valid Kubernetes name"),
         ("cluster.driver", "nope", "dataplatform:cluster.driver: Input should be 'docker'"),
-        ("spark.executor.instances", 40, "dataplatform:cluster.cpus 6"),
+        ("spark.executor.instances", 40, "dataplatform:cluster.cpus 8"),
     ],
 )
 def test_render_refuses_bad_config_without_traceback_and_writes_nothing(tmp_path, key, value, named):

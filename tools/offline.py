@@ -169,6 +169,8 @@ def run(program: Callable[[], Any], settings: dict[str, str], stack: str = "test
     recording = Recording() if recording is None else recording
     pulumi.runtime.settings.SETTINGS.rpc_manager.clear()
     pulumi.runtime.settings.SETTINGS.outputs.clear()
+    # A new root stack for every run, so no output of an earlier run is carried over.
+    pulumi.runtime.settings.ROOT.set(None)
     set_all_config(settings, [])
     mocks.set_mocks(PlatformMocks(), project="dataplatform", stack=stack, preview=False, monitor=RecordingMonitor(recording))
     try:
