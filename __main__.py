@@ -8,7 +8,7 @@ import pulumi
 from components.cluster import ExistingCluster, MinikubeCluster, MinikubeClusterConfig
 from components.images import ContainerImage, ContainerImageArgs
 from components.jupyterhub import JupyterHub
-from components.pipelines import KubeflowPipelines
+from components.pipelines import KFP_NAMESPACE, PIPELINE_RUNNER, PIPELINE_VOLUMES, KubeflowPipelines
 from components.serving import ModelServing
 from components.spark import SparkOnKubernetes
 from components.stack import ConfigError, load_stack_config
@@ -35,6 +35,7 @@ storage = PlatformStorage(
         config.jupyterhub.namespace: ["event_logs", "shared_data"],
         **({config.tensorboard.namespace: ["shared_data"]} if config.tensorboard.enabled else {}),
         **({config.model_serving.serving_namespace: ["shared_data"]} if config.model_serving.enabled else {}),
+        **({KFP_NAMESPACE: list(PIPELINE_VOLUMES)} if config.kubeflow_pipelines.enabled else {}),
     },
     opts=on_cluster,
 )
@@ -75,13 +76,21 @@ if config.kubeflow_pipelines.enabled:
         "kubeflow-pipelines",
         config.kubeflow_pipelines,
         service_type=cluster.service_type,
+        storage=storage,
         opts=on_cluster,
     )
     pulumi.export("kfp_ui_service", kubeflow_pipelines.ui_service)
     pulumi.export("kfp_api_url", kubeflow_pipelines.api_url)
 
 if config.model_serving.enabled:
-    model_serving = ModelServing("model-serving", config.model_serving, storage=storage, opts=on_cluster)
+    model_serving = ModelServing(
+        "model-serving",
+        config.model_serving,
+        storage=storage,
+        # The example pipeline's last step rolls its model out as an InferenceService.
+        deployers=[(KFP_NAMESPACE, PIPELINE_RUNNER)] if config.kubeflow_pipelines.enabled else [],
+        opts=on_cluster,
+    )
     pulumi.export("model_example_url", model_serving.example_url)
 
 if config.tensorboard.enabled:

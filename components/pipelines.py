@@ -24,7 +24,7 @@ import pulumi_kubernetes as k8s
 from pydantic import BaseModel, ConfigDict, Field
 
 from components.kubernetes_types import bytes_of, labels, millicores_of
-from components.storage import protect_data_volumes
+from components.storage import PlatformStorage, protect_data_volumes
 
 KFP_VERSION = "2.17.2"
 """Kubeflow Pipelines release whose manifests are applied (git tag of kubeflow/pipelines, no `v`)."""
@@ -193,6 +193,12 @@ def ui_service_spec(service_type: str) -> dict:
     }
 
 
+# The shared volumes pipeline steps mount: the example pipeline's Spark step writes its event log,
+# the training step reads and writes shared data (pipelines/train_and_serve.py).
+PIPELINE_VOLUMES = ("event_logs", "shared_data")
+PIPELINE_RUNNER = "pipeline-runner"  # the service account upstream's workflows run as
+
+
 class KubeflowPipelines(pulumi.ComponentResource):
     """Kubeflow Pipelines standalone from the upstream manifests, with its UI reachable from outside.
 
@@ -211,8 +217,11 @@ class KubeflowPipelines(pulumi.ComponentResource):
         name: str,
         args: KubeflowPipelinesConfig,
         service_type: str,
+        storage: PlatformStorage | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
+        """With `storage`, pipeline steps (which run in the kubeflow namespace) get the platform's
+        shared-data and Spark event-log claims there."""
         super().__init__("dataplatform:pipelines:KubeflowPipelines", name, None, opts)
         exposed_as = ui_service_type(args, service_type)
         cluster_scoped = k8s.kustomize.v2.Directory(
@@ -229,6 +238,11 @@ class KubeflowPipelines(pulumi.ComponentResource):
             # claims hold every run's metadata and artifacts, so they get the platform's volume protection.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster_scoped], transforms=[protect_data_volumes]),
         )
+        if storage is not None:
+            # The Namespace comes from upstream's cluster-scoped resources.
+            namespace = cluster_scoped.urn.apply(lambda _: KFP_NAMESPACE)
+            for volume in PIPELINE_VOLUMES:
+                storage.claim(volume, namespace, self)
         service = k8s.core.v1.Service(
             f"{name}-ui-external",
             metadata={"name": UI_SERVICE, "namespace": KFP_NAMESPACE, "labels": labels(UI_SERVICE, "pipelines")},

@@ -19,7 +19,7 @@ notebook or pipeline step writes the model to `/mnt/shared-data/<path>` and it i
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Sequence
 from urllib.parse import urlsplit
 
 import pulumi
@@ -293,6 +293,17 @@ def example_url(name: str, namespace: str) -> str:
     return f"http://{name}{PREDICTOR_SUFFIX}.{namespace}.svc.cluster.local/v1/models/{name}:predict"
 
 
+# What a pipeline step needs to roll out a model: manage InferenceServices in the serving namespace
+# and watch them become Ready; nothing else, nowhere else.
+DEPLOYER_RULES = [
+    {
+        "apiGroups": ["serving.kserve.io"],
+        "resources": ["inferenceservices"],
+        "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+    }
+]
+
+
 class ModelServing(pulumi.ComponentResource):
     """cert-manager, KServe (CRDs, controller, runtimes) in standard mode, the serving namespace and
     its shared-data claim, and the example InferenceService."""
@@ -309,14 +320,17 @@ class ModelServing(pulumi.ComponentResource):
         name: str,
         args: ModelServingConfig,
         storage: PlatformStorage,
+        deployers: Sequence[tuple[str, str]] = (),
         opts: pulumi.ResourceOptions | None = None,
     ):
+        """`deployers`: (namespace, service account) pairs that may manage InferenceServices in the
+        serving namespace, e.g. the Kubeflow pipeline runner that deploys a trained model."""
         super().__init__("dataplatform:serving:ModelServing", name, None, opts)
         self.namespace = pulumi.Output.from_input("")
         self.serving_namespace = pulumi.Output.from_input("")
         self.example_url = pulumi.Output.from_input("")
         if args.enabled:
-            self._build(name, args, storage)
+            self._build(name, args, storage, deployers)
         self.register_outputs({
             "namespace": self.namespace, "serving_namespace": self.serving_namespace, "example_url": self.example_url,
         })
@@ -341,7 +355,7 @@ class ModelServing(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on, transforms=[protect_data_volumes]),
         )
 
-    def _build(self, name: str, args: ModelServingConfig, storage: PlatformStorage) -> None:
+    def _build(self, name: str, args: ModelServingConfig, storage: PlatformStorage, deployers: Sequence[tuple[str, str]]) -> None:
         kserve_ns = self._namespace(f"{name}-namespace", args.namespace)
         serving_ns = self._namespace(f"{name}-serving-namespace", args.serving_namespace)
 
@@ -370,6 +384,20 @@ class ModelServing(pulumi.ComponentResource):
 
         serving_namespace = serving_ns.metadata.name
         shared_data = storage.claim("shared_data", serving_namespace, self)
+        if deployers:
+            role = k8s.rbac.v1.Role(
+                f"{name}-deployer",
+                metadata={"name": "inferenceservice-deployer", "namespace": serving_namespace, "labels": labels("inferenceservice-deployer", "model-serving")},
+                rules=DEPLOYER_RULES,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            k8s.rbac.v1.RoleBinding(
+                f"{name}-deployer-binding",
+                metadata={"name": "inferenceservice-deployer", "namespace": serving_namespace, "labels": labels("inferenceservice-deployer", "model-serving")},
+                role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role.metadata.name},
+                subjects=[{"kind": "ServiceAccount", "name": sa, "namespace": ns} for ns, sa in deployers],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
 
         if args.example is not None:
             isvc = inference_service(args.example, serving_namespace)
