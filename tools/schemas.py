@@ -9,6 +9,8 @@ way the API server's pruning would drop a field silently. Chart values: the char
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -33,6 +35,24 @@ CRDS = {
 
 class MissingReference(FileNotFoundError):
     """The pinned upstream reference data is not where we look for it."""
+
+
+CACHE = ROOT / "build" / ".schema-cache"
+
+
+def load_yaml(path: Path) -> Any:
+    """A reference file, parsed. The pinned CRDs are megabytes of YAML (seconds to parse); the parsed
+    form is kept as JSON under build/, keyed by the file's content hash, and read back in milliseconds."""
+    data = path.read_bytes()
+    cached = CACHE / f"{hashlib.sha256(data).hexdigest()}.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    parsed = yaml.load(data, Loader=_LOADER)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_suffix(f".{os.getpid()}.tmp")
+    partial.write_text(json.dumps(parsed))
+    partial.replace(cached)  # atomic: a concurrent reader never sees half a file
+    return parsed
 
 
 def reference(path: str) -> Path:
@@ -60,7 +80,7 @@ def _strict(schema: Any) -> Any:
 
 @functools.cache
 def crd_validator(api_version: str, kind: str) -> jsonschema.Validator:
-    crd = yaml.load(reference(CRDS[(api_version, kind)]).read_text(), Loader=_LOADER)
+    crd = load_yaml(reference(CRDS[(api_version, kind)]))
     version = api_version.split("/")[1]
     served = next(v for v in crd["spec"]["versions"] if v["name"] == version)
     schema = _strict(served["schema"]["openAPIV3Schema"])
@@ -115,7 +135,7 @@ def _definitions(folder: str, kubernetes_version: str):
 
 @functools.cache
 def values_schema_validator(path: str) -> jsonschema.Validator:
-    return jsonschema.Draft7Validator(yaml.load(reference(path).read_text(), Loader=_LOADER))
+    return jsonschema.Draft7Validator(load_yaml(reference(path)))
 
 
 def merged(defaults: Any, values: Any) -> Any:
@@ -128,7 +148,7 @@ def merged(defaults: Any, values: Any) -> Any:
 def values_problems(values: dict, schema_path: str) -> list[str]:
     """Violations of a chart's values.schema.yaml by `values` coalesced with the chart's values.yaml,
     which is what Helm validates."""
-    defaults = yaml.load(reference(str(Path(schema_path).with_name("values.yaml"))).read_text(), Loader=_LOADER)
+    defaults = load_yaml(reference(str(Path(schema_path).with_name("values.yaml"))))
     return [f"{_path(e)}: {e.message}" for e in values_schema_validator(schema_path).iter_errors(merged(defaults, values))]
 
 
@@ -161,5 +181,5 @@ def chart_values_problems(chart: str, version: str, values: dict) -> list[str] |
     how, path = CHART_VALUES[(chart, version)]
     if how == "schema":
         return values_problems(values, path)
-    defaults = yaml.load(reference(path).read_text(), Loader=_LOADER)
+    defaults = load_yaml(reference(path))
     return [f"{key}: not a key of the chart's values.yaml" for key in unknown_value_keys(values, defaults)]
