@@ -18,7 +18,17 @@ import pulumi_random as random
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.kubernetes_types import SHARED_GROUP, ByteQuantity, CpuQuantity, DnsLabel, Resources, bytes_of, labels, millicores_of
+from components.kubernetes_types import (
+    SHARED_GROUP,
+    ByteQuantity,
+    CpuQuantity,
+    DnsLabel,
+    Resources,
+    bytes_of,
+    labels,
+    millicores_of,
+    component_namespace,
+)
 from components.spark import (
     BLOCK_MANAGER_PORT,
     DRIVER_PORT,
@@ -229,11 +239,7 @@ class JupyterHub(pulumi.ComponentResource):
     ):
         super().__init__("dataplatform:jupyterhub:JupyterHub", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        ns = k8s.core.v1.Namespace(
-            f"{name}-namespace",
-            metadata={"name": args.namespace, "labels": labels(args.namespace, "jupyterhub")},
-            opts=child,
-        )
+        ns = component_namespace(f"{name}-namespace", args.namespace, "jupyterhub", self)
         namespace = ns.metadata.name
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
         notebook_sa = k8s.core.v1.ServiceAccount(

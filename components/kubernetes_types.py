@@ -119,3 +119,19 @@ RESTRICTED_CONTAINER = {
 
 # Group 100 ("users") owns the shared volumes; every pod that mounts them runs with it.
 SHARED_GROUP = 100
+
+
+def component_namespace(resource_name: str, name: str, component: str, parent: "pulumi.Resource", *, enforce_restricted: bool = False):
+    """A component's own Namespace, explicitly named. Every namespace warns about and audits pods that
+    break the "restricted" Pod Security Standard; one whose pods are all ours enforces it."""
+    import pulumi
+    import pulumi_kubernetes as k8s
+
+    pod_security = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("warn", "audit")}
+    if enforce_restricted:
+        pod_security["pod-security.kubernetes.io/enforce"] = "restricted"
+    return k8s.core.v1.Namespace(
+        resource_name,
+        metadata={"name": name, "labels": {**labels(name, component), **pod_security}},
+        opts=pulumi.ResourceOptions(parent=parent),
+    )

@@ -34,6 +34,7 @@ from components.kubernetes_types import (
     bytes_of,
     labels,
     millicores_of,
+    component_namespace,
 )
 from components.storage import SHARED_VOLUMES, PlatformStorage, protect_data_volumes
 
@@ -335,12 +336,8 @@ class ModelServing(pulumi.ComponentResource):
             "namespace": self.namespace, "serving_namespace": self.serving_namespace, "example_url": self.example_url,
         })
 
-    def _namespace(self, name: str, namespace: str) -> k8s.core.v1.Namespace:
-        return k8s.core.v1.Namespace(
-            name,
-            metadata={"name": namespace, "labels": labels(namespace, "model-serving")},
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+    def _namespace(self, name: str, name_in_cluster: str) -> k8s.core.v1.Namespace:
+        return component_namespace(name, name_in_cluster, "model-serving", self)
 
     def _chart(self, name: str, release: str, chart: str, version: str, namespace, values: dict,
                depends_on: list, repository: str | None = None) -> k8s.helm.v4.Chart:

@@ -24,6 +24,7 @@ from components.kubernetes_types import (
     bytes_of,
     labels,
     millicores_of,
+    component_namespace,
 )
 from components.storage import SHARED_VOLUMES, PlatformStorage, protect_data_volumes
 
@@ -266,11 +267,7 @@ class SparkOnKubernetes(pulumi.ComponentResource):
     ):
         super().__init__("dataplatform:spark:SparkOnKubernetes", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        ns = k8s.core.v1.Namespace(
-            f"{name}-namespace",
-            metadata={"name": args.namespace, "labels": labels(args.namespace, "spark")},
-            opts=child,
-        )
+        ns = component_namespace(f"{name}-namespace", args.namespace, "spark", self)
         namespace = ns.metadata.name
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
         driver_sa = k8s.core.v1.ServiceAccount(

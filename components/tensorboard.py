@@ -21,6 +21,7 @@ from components.kubernetes_types import (
     bytes_of,
     labels,
     millicores_of,
+    component_namespace,
 )
 from components.storage import SHARED_VOLUMES, PlatformStorage
 
@@ -101,15 +102,8 @@ class TensorBoard(pulumi.ComponentResource):
 
     def _deploy(self, name: str, args: TensorBoardConfig, image: pulumi.Input[str], pull_policy: str, storage: PlatformStorage) -> None:
         child = pulumi.ResourceOptions(parent=self)
-        ns = k8s.core.v1.Namespace(
-            f"{name}-namespace",
-            metadata={
-                "name": args.namespace,
-                # The pod below meets the "restricted" Pod Security Standard; the namespace enforces it.
-                "labels": {**labels(args.namespace, "tensorboard"), "pod-security.kubernetes.io/enforce": "restricted"},
-            },
-            opts=child,
-        )
+        # The pod below meets the "restricted" Pod Security Standard; the namespace enforces it.
+        ns = component_namespace(f"{name}-namespace", args.namespace, "tensorboard", self, enforce_restricted=True)
         namespace = ns.metadata.name
         shared_data = storage.claim("shared_data", namespace, self)
 

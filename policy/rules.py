@@ -5,10 +5,16 @@ the context Pulumi knows about it (is it protected, may it be exposed) and retur
 each message naming the object, the rule and what to change. The same functions run in two places:
 the CrossGuard pack (`policy/__main__.py`) on every object the real engine registers, Helm chart
 children included, and `make render`, on the manifests rendered offline. No Pulumi import here.
+
+Third-party objects a mandatory rule cannot hold (upstream gives no value to fix them) are named in
+`EXCEPTIONS`: rule -> (source, kind, name, reason), the source read from the object's own labels by
+`source()`. Each rule in `RULES` already leaves its excepted objects out, so the pack, `check()` and
+`make render` apply the same exceptions.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
@@ -27,28 +33,108 @@ CLUSTER_SCOPED = {
     "CustomResourceDefinition", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration",
     "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "PriorityClass", "IngressClass",
     "APIService", "CSIDriver", "RuntimeClass", "Node", "ClusterIssuer",
+    # KServe's cluster-scoped custom resources (kserve-runtime-configs' runtimes, kserve-resources'
+    # default storage container): the engine registers them without a namespace.
+    "ClusterServingRuntime", "ClusterStorageContainer",
 }
 
 
 @dataclass(frozen=True)
 class Exception_:
-    """A named third-party object a rule does not apply to, and why."""
+    """A named third-party object a rule does not apply to, and why.
 
-    chart: str
+    `source` is what `source()` reads from the object's labels (the Helm chart's name, or the
+    upstream project's own label); `kind` and `name` are matched exactly, never as patterns.
+    """
+
+    source: str
     kind: str
     name: str
     reason: str
 
 
-# Third-party charts get exceptions only by name, each with its reason.
+# Sources, as `source()` derives them from the labels upstream puts on every object.
+SPARK_OPERATOR = "spark-operator"  # helm.sh/chart: spark-operator-2.5.2
+CERT_MANAGER = "cert-manager"  # helm.sh/chart: cert-manager-v1.20.2
+KSERVE = "kserve"  # kserve-resources v0.20.0 renders kustomize output: app.kubernetes.io/name: kserve, no Helm labels
+KUBEFLOW_PIPELINES = "kubeflow-pipelines"  # env/platform-agnostic: application-crd-id: kubeflow-pipelines
+
+_NO_LIMITS = "upstream manifest sets no resources.limits (requests only, or none); kustomize offers no value to set them"
+
+
+def _kfp_limits(kind: str, name: str, detail: str) -> Exception_:
+    return Exception_(KUBEFLOW_PIPELINES, kind, name, f"{_NO_LIMITS}: {detail}")
+
+
+# Third-party objects get exceptions only by name, each with its reason. Which upstream objects need
+# one, and the upstream files that show it, are in tests/test_policy_upstream.py.
 EXCEPTIONS: dict[str, list[Exception_]] = {
     "no-workload-cluster-role-binding": [
-        Exception_("spark-operator", "ClusterRoleBinding", "spark-operator-controller",
-                   "the operator's controller watches SparkApplications and the pods they create; its chart binds a ClusterRole"),
-        Exception_("spark-operator", "ClusterRoleBinding", "spark-operator-webhook",
-                   "the operator's webhook patches its own Mutating/ValidatingWebhookConfigurations, which are cluster-scoped"),
+        # Spark operator 2.5.2 (charts/spark-operator-chart/templates/{controller,webhook}/rbac.yaml).
+        Exception_(SPARK_OPERATOR, "ClusterRoleBinding", "spark-operator-controller",
+                   "with spark.jobNamespaces set its ClusterRole only gets nodes and CRDs; pod and SparkApplication rights come from a Role in the spark namespace"),
+        Exception_(SPARK_OPERATOR, "ClusterRoleBinding", "spark-operator-webhook",
+                   "the webhook updates its own Mutating/ValidatingWebhookConfigurations (cluster-scoped, by resourceName) and reads pods, quotas and Spark CRs"),
+        # cert-manager v1.20.2 (deploy/charts/cert-manager/templates/rbac.yaml, cainjector-rbac.yaml, webhook-rbac.yaml), release cert-manager.
+        Exception_(CERT_MANAGER, "ClusterRoleBinding", "cert-manager-controller-issuers",
+                   "cert-manager's controller reconciles Issuers and their Secrets in every namespace KServe (or anyone) creates them in"),
+        Exception_(CERT_MANAGER, "ClusterRoleBinding", "cert-manager-controller-clusterissuers",
+                   "ClusterIssuers are cluster-scoped; the controller reconciles them and their Secrets"),
+        Exception_(CERT_MANAGER, "ClusterRoleBinding", "cert-manager-controller-certificates",
+                   "the controller issues Certificates (e.g. KServe's serving-cert) and writes their Secrets in the Certificate's namespace"),
+        Exception_(CERT_MANAGER, "ClusterRoleBinding", "cert-manager-controller-orders",
+                   "ACME Orders controller; part of cert-manager's controller, bound cluster-wide by the chart"),
+        Exception_(CERT_MANAGER, "ClusterRoleBinding", "cert-manager-controller-challenges",
+                   "ACME Challenges controller; part of cert-manager's controller, bound cluster-wide by the chart"),
+        Exception_(CERT_MANAGER, "ClusterRoleBinding", "cert-manager-controller-ingress-shim",
+                   "creates Certificates for annotated Ingresses/Gateways in any namespace; part of cert-manager's controller"),
+        Exception_(CERT_MANAGER, "ClusterRoleBinding", "cert-manager-controller-approve:cert-manager-io",
+                   "approves CertificateRequests for cert-manager.io issuers (signers are cluster-scoped)"),
+        Exception_(CERT_MANAGER, "ClusterRoleBinding", "cert-manager-controller-certificatesigningrequests",
+                   "signs Kubernetes CertificateSigningRequests (cluster-scoped) and runs SubjectAccessReviews"),
+        Exception_(CERT_MANAGER, "ClusterRoleBinding", "cert-manager-cainjector",
+                   "injects CA bundles into webhook configurations, APIServices and CRDs, all cluster-scoped (KServe's webhooks need it)"),
+        Exception_(CERT_MANAGER, "ClusterRoleBinding", "cert-manager-webhook:subjectaccessreviews",
+                   "the webhook may only create SubjectAccessReviews, which are cluster-scoped"),
+        # KServe v0.20.0 kserve-resources (charts/kserve-resources/files/kserve/resources.yaml), namespace kserve.
+        Exception_(KSERVE, "ClusterRoleBinding", "kserve-manager-rolebinding",
+                   "the KServe controller reconciles InferenceServices and their Deployments/Services/HPAs in the serving namespace and its own webhook configurations"),
+        Exception_(KSERVE, "ClusterRoleBinding", "kserve-proxy-rolebinding",
+                   "the controller's kube-rbac-proxy may only create TokenReviews and SubjectAccessReviews, which are cluster-scoped"),
+        # Kubeflow Pipelines 2.17 cluster-scoped-resources. Upstream gives these no application-crd-id
+        # label: they match only once the component labels its cluster-scoped children with it.
+        Exception_(KUBEFLOW_PIPELINES, "ClusterRoleBinding", "kubeflow-pipelines-cache-deployer-clusterrolebinding",
+                   "the cache deployer creates and approves a CertificateSigningRequest and the cache MutatingWebhookConfiguration, all cluster-scoped"),
+        Exception_(KUBEFLOW_PIPELINES, "ClusterRoleBinding", "ml-pipeline-configmap-manager",
+                   "the API server creates ConfigMaps and manages only `kfp-pipeline-config` by name, in whichever namespace a run uses"),
+    ],
+    "resource-limits": [
+        # Kubeflow Pipelines 2.17 env/platform-agnostic (manifests/kustomize/...). ml-pipeline-driver sets limits and needs none.
+        _kfp_limits("Deployment", "ml-pipeline", "base/pipeline/ml-pipeline-apiserver-deployment.yaml (requests 250m/500Mi)"),
+        _kfp_limits("Deployment", "ml-pipeline-persistenceagent", "base/pipeline/ml-pipeline-persistenceagent-deployment.yaml (requests 120m/500Mi)"),
+        _kfp_limits("Deployment", "ml-pipeline-scheduledworkflow", "base/pipeline/ml-pipeline-scheduledworkflow-deployment.yaml (no resources)"),
+        _kfp_limits("Deployment", "ml-pipeline-ui", "base/pipeline/ml-pipeline-ui-deployment.yaml (requests 10m/70Mi)"),
+        _kfp_limits("Deployment", "ml-pipeline-viewer-crd", "base/pipeline/ml-pipeline-viewer-crd-deployment.yaml (no resources)"),
+        _kfp_limits("Deployment", "ml-pipeline-visualizationserver", "base/pipeline/ml-pipeline-visualization-deployment.yaml (requests 30m/500Mi)"),
+        _kfp_limits("Deployment", "metadata-writer", "base/pipeline/metadata-writer/metadata-writer-deployment.yaml (no resources)"),
+        _kfp_limits("Deployment", "cache-server", "base/cache/cache-deployment.yaml (no resources)"),
+        _kfp_limits("Deployment", "cache-deployer-deployment", "base/cache-deployer/cache-deployer-deployment.yaml (no resources)"),
+        _kfp_limits("Deployment", "metadata-grpc-deployment", "base/metadata/base/metadata-grpc-deployment.yaml (no resources)"),
+        _kfp_limits("Deployment", "metadata-envoy-deployment", "base/metadata/base/metadata-envoy-deployment.yaml (no resources)"),
+        _kfp_limits("Deployment", "workflow-controller", "third-party/argo/base/workflow-controller-deployment-patch.yaml (requests 100m/500Mi)"),
+        _kfp_limits("Deployment", "mysql", "third-party/mysql/base/mysql-deployment.yaml (requests 100m/800Mi)"),
+        _kfp_limits("Deployment", "seaweedfs", "third-party/seaweedfs/base/seaweedfs/seaweedfs-deployment.yaml (requests 32m/128Mi)"),
+        _kfp_limits("Job", "init-seaweedfs", "third-party/seaweedfs/base/seaweedfs/seaweedfs-create-admin-user-job.yaml (no resources; a one-off Job)"),
     ],
 }
+"""Rule name -> its exceptions. Every mandatory rule can have them; `RULES` applies them."""
+
+
+def exception_for(rule: str, obj: dict) -> Exception_ | None:
+    """The exception of `rule` that names `obj` (same source, kind and name), if any."""
+    meta = obj.get("metadata") or {}
+    where = (source(obj), obj.get("kind"), meta.get("name"))
+    return next((e for e in EXCEPTIONS.get(rule, []) if (e.source, e.kind, e.name) == where), None)
 
 
 @dataclass(frozen=True)
@@ -91,18 +177,33 @@ def containers(spec: dict) -> list[dict]:
     return [c for key in ("initContainers", "containers") for c in spec.get(key) or [] if isinstance(c, dict)]
 
 
-def _chart(obj: dict) -> str:
+_CHART_LABEL = re.compile(r"^(?P<chart>.+?)-v?\d+(?:\.\d+)*(?:[-+_].*)?$")
+
+
+def source(obj: dict) -> str:
+    """Where an object comes from, read from the labels its upstream puts on it ("" if none).
+
+    In order: a Helm chart's `helm.sh/chart` (or legacy `chart`) label, without its version
+    (`jupyterhub-4.4.0`, `cert-manager-v1.20.2`, `kserve-resources-v0.20.0-rc0`); Kubeflow Pipelines'
+    `application-crd-id` (`kubeflow-pipelines`, from env/platform-agnostic's kustomization);
+    `app.kubernetes.io/part-of` (`dataplatform` for the stack's own objects); and last
+    `app.kubernetes.io/name`, for charts that render upstream kustomize output without Helm labels
+    (KServe 0.20: `kserve`).
+    """
     labels = (obj.get("metadata") or {}).get("labels") or {}
-    chart = labels.get("helm.sh/chart") or labels.get("chart") or ""
-    return chart.rsplit("-", 1)[0] if chart else ""
+    chart = labels.get("helm.sh/chart") or labels.get("chart")
+    if chart:
+        match = _CHART_LABEL.match(chart)
+        return match.group("chart") if match else chart
+    for key in ("application-crd-id", "app.kubernetes.io/part-of", "app.kubernetes.io/name"):
+        if labels.get(key):
+            return labels[key]
+    return ""
 
 
-def _excepted(rule: str, obj: dict) -> bool:
-    meta = obj.get("metadata") or {}
-    return any(
-        e.chart == _chart(obj) and e.kind == obj.get("kind") and e.name == meta.get("name")
-        for e in EXCEPTIONS.get(rule, [])
-    )
+def excepted(rule: str, obj: dict) -> bool:
+    """Whether `EXCEPTIONS` names `obj` for `rule`."""
+    return exception_for(rule, obj) is not None
 
 
 def _pod_security(obj: dict, ctx: Context) -> list[str]:
@@ -203,7 +304,7 @@ def _namespace(obj: dict, ctx: Context) -> list[str]:
 
 
 def _cluster_role_binding(obj: dict, ctx: Context) -> list[str]:
-    if obj.get("kind") != "ClusterRoleBinding" or _excepted("no-workload-cluster-role-binding", obj):
+    if obj.get("kind") != "ClusterRoleBinding":
         return []
     return [
         f"binds a ClusterRole to ServiceAccount {s.get('namespace')}/{s.get('name')}; use a Role and RoleBinding in its namespace"
@@ -247,18 +348,34 @@ def _labels(obj: dict, ctx: Context) -> list[str]:
     return [f"has no {', '.join(missing)} label(s); add the recommended app.kubernetes.io/* labels"] if missing else []
 
 
+def _unless_excepted(rule: str, check: Callable[[dict, Context], list[str]]) -> Callable[[dict, Context], list[str]]:
+    """`check`, except for the objects `EXCEPTIONS` names for `rule`."""
+
+    def checked(obj: dict, ctx: Context) -> list[str]:
+        return [] if excepted(rule, obj) else check(obj, ctx)
+
+    checked.__name__ = checked.__qualname__ = check.__name__
+    checked.__doc__ = check.__doc__
+    return checked
+
+
+def _rule(name: str, description: str, enforcement: Literal["mandatory", "advisory"], check: Callable[[dict, Context], list[str]]) -> Rule:
+    return Rule(name, description, enforcement, _unless_excepted(name, check))
+
+
 RULES = [
-    Rule("pod-security", "Containers run as non-root, with allowPrivilegeEscalation: false and never privileged.", "mandatory", _pod_security),
-    Rule("no-host-access", "No hostPath volumes, hostNetwork, hostPID or hostIPC.", "mandatory", _host_access),
-    Rule("resource-limits", "Every container has CPU and memory requests and limits.", "mandatory", _resources),
-    Rule("pinned-images", "Images are pinned to a version tag or digest; never latest, never untagged.", "mandatory", _images),
-    Rule("no-default-namespace", "Nothing is created in the default namespace.", "mandatory", _namespace),
-    Rule("no-workload-cluster-role-binding", "No ClusterRoleBinding to a service account, except the named operators.", "mandatory", _cluster_role_binding),
-    Rule("protected-data-volumes", "Volumes that hold user data are retained (reclaim policy Retain) and protected in Pulumi.", "mandatory", _data_volumes),
-    Rule("load-balancers-only-where-allowed", "LoadBalancer Services only where the stack's config allows exposure.", "mandatory", _load_balancers),
-    Rule("readiness-probes", "Long-running containers have readiness probes.", "advisory", _readiness),
-    Rule("recommended-labels", "Objects carry the app.kubernetes.io/name and part-of labels.", "advisory", _labels),
+    _rule("pod-security", "Containers run as non-root, with allowPrivilegeEscalation: false and never privileged.", "mandatory", _pod_security),
+    _rule("no-host-access", "No hostPath volumes, hostNetwork, hostPID or hostIPC.", "mandatory", _host_access),
+    _rule("resource-limits", "Every container has CPU and memory requests and limits.", "mandatory", _resources),
+    _rule("pinned-images", "Images are pinned to a version tag or digest; never latest, never untagged.", "mandatory", _images),
+    _rule("no-default-namespace", "Nothing is created in the default namespace.", "mandatory", _namespace),
+    _rule("no-workload-cluster-role-binding", "No ClusterRoleBinding to a service account, except the named operators.", "mandatory", _cluster_role_binding),
+    _rule("protected-data-volumes", "Volumes that hold user data are retained (reclaim policy Retain) and protected in Pulumi.", "mandatory", _data_volumes),
+    _rule("load-balancers-only-where-allowed", "LoadBalancer Services only where the stack's config allows exposure.", "mandatory", _load_balancers),
+    _rule("readiness-probes", "Long-running containers have readiness probes.", "advisory", _readiness),
+    _rule("recommended-labels", "Objects carry the app.kubernetes.io/name and part-of labels.", "advisory", _labels),
 ]
+"""Every rule; each `check` already leaves out the objects `EXCEPTIONS` names for that rule."""
 
 
 @dataclass(frozen=True)

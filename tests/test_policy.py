@@ -221,3 +221,44 @@ def test_chart_transform_protects_chart_volumes():
     assert result is not None and result.opts.protect is True and result.opts.retain_on_delete is True
     deployment = pulumi.ResourceTransformArgs(custom=True, type_="kubernetes:apps/v1:Deployment", name="hub", props={}, opts=opts)
     assert protect_data_volumes(deployment) is None
+
+
+def _labelled(obj: dict, labels: dict) -> dict:
+    obj = copy.deepcopy(obj)
+    obj["metadata"]["labels"] = labels
+    return obj
+
+
+CHART = {"helm.sh/chart": "some-chart-1.2.3"}
+MANDATORY_VIOLATIONS = {
+    "pod-security": broken(f"{CONTAINER}.securityContext", {"privileged": True}),
+    "no-host-access": broken(f"{POD}.hostNetwork", True),
+    "resource-limits": broken(f"{CONTAINER}.resources", {}),
+    "pinned-images": broken(f"{CONTAINER}.image", "nginx:latest"),
+    "no-default-namespace": broken("metadata.namespace", "default"),
+    "no-workload-cluster-role-binding": {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "web"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "x"},
+        "subjects": [{"kind": "ServiceAccount", "name": "web", "namespace": "apps"}],
+    },
+    "protected-data-volumes": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "web", "namespace": "apps"}, "spec": {}},
+    "load-balancers-only-where-allowed": {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "apps"}, "spec": {"type": "LoadBalancer"}},
+}
+
+
+@pytest.mark.parametrize("rule", sorted(MANDATORY_VIOLATIONS))
+def test_every_mandatory_rule_honours_a_named_exception(rule, monkeypatch):
+    """The exception lookup is not special to one rule: name an object for any mandatory rule and
+    that rule, and only for that object, lets it through."""
+    from policy.rules import EXCEPTIONS, Exception_
+
+    obj = _labelled(MANDATORY_VIOLATIONS[rule], CHART)
+    assert rule in rules_hit(obj)
+    monkeypatch.setitem(EXCEPTIONS, rule, [Exception_("some-chart", obj["kind"], "web", "test: upstream gives no value for it")])
+    assert rule not in rules_hit(obj)
+    assert rule in rules_hit(_labelled(obj, {"helm.sh/chart": "other-chart-1.2.3"}))
+    renamed = copy.deepcopy(obj)
+    renamed["metadata"]["name"] = "web2"
+    assert rule in rules_hit(renamed)
+    # The rule's own check (what the CrossGuard pack calls) honours it as well.
+    assert next(r for r in RULES if r.name == rule).check(obj, Context()) == []
