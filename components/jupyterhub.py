@@ -190,6 +190,10 @@ def jupyterhub_values(
                 "SPARK_CONF_DIR": SPARK_CONF_DIR,
                 "POD_IP": {"valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             },
+            # The chart's default blocks the cloud metadata server with a privileged, root init container
+            # in every notebook pod; the NetworkPolicy below already denies that address
+            # (egressAllowRules.cloudMetadataServer defaults to false for notebooks).
+            "cloudMetadata": {"blockWithIptables": False},
             "networkPolicy": {
                 "enabled": True,
                 "ingress": [{

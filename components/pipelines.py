@@ -16,6 +16,7 @@ a Minikube profile too small for it.
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Literal
 
@@ -199,6 +200,48 @@ PIPELINE_VOLUMES = ("event_logs", "shared_data")
 PIPELINE_RUNNER = "pipeline-runner"  # the service account upstream's workflows run as
 
 
+# Upstream's env objects carry this label; its cluster-scoped ones do not, so the policies could not
+# tell KFP's ClusterRoleBindings from anyone else's. The transform below adds it.
+KFP_SOURCE_LABEL = {"application-crd-id": "kubeflow-pipelines"}
+# Upstream KFP containers declare requests but no limits; these ceilings, well above every request in
+# KFP_REQUESTS, bound a runaway pod without starving a healthy one.
+DEFAULT_LIMITS = {"cpu": "2", "memory": "2Gi"}
+_POD_PATHS = {
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+}
+
+
+def label_as_kfp(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
+    """Mark an upstream cluster-scoped KFP object as KFP's, so its named policy exceptions apply."""
+    if not args.type_.startswith("kubernetes:") or not isinstance(args.props.get("metadata"), dict):
+        return None
+    metadata = dict(args.props["metadata"])
+    metadata["labels"] = {**(metadata.get("labels") or {}), **KFP_SOURCE_LABEL}
+    return pulumi.ResourceTransformResult(props={**args.props, "metadata": metadata}, opts=args.opts)
+
+
+def fill_missing_limits(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
+    """Give every upstream KFP container without CPU/memory limits the DEFAULT_LIMITS it lacks."""
+    kind = args.type_.rsplit(":", 1)[-1]
+    if not args.type_.startswith("kubernetes:") or kind not in _POD_PATHS:
+        return None
+    props = copy.deepcopy(dict(args.props))
+    spec = props
+    for step in _POD_PATHS[kind]:
+        spec = spec.get(step) if isinstance(spec, dict) else None
+    if not isinstance(spec, dict):
+        return None
+    for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        resources = container.setdefault("resources", {})
+        limits = resources.setdefault("limits", {})
+        for resource, ceiling in DEFAULT_LIMITS.items():
+            limits.setdefault(resource, ceiling)
+    return pulumi.ResourceTransformResult(props=props, opts=args.opts)
+
+
 class KubeflowPipelines(pulumi.ComponentResource):
     """Kubeflow Pipelines standalone from the upstream manifests, with its UI reachable from outside.
 
@@ -228,7 +271,7 @@ class KubeflowPipelines(pulumi.ComponentResource):
             f"{name}-cluster-scoped",
             directory=kustomize_url(CLUSTER_SCOPED_PATH, args.version),
             namespace=KFP_NAMESPACE,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, transforms=[label_as_kfp]),
         )
         env = k8s.kustomize.v2.Directory(
             f"{name}-env",
@@ -236,7 +279,7 @@ class KubeflowPipelines(pulumi.ComponentResource):
             namespace=KFP_NAMESPACE,
             # The CRDs and the Namespace come from the cluster-scoped resources; MySQL's and SeaweedFS's
             # claims hold every run's metadata and artifacts, so they get the platform's volume protection.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster_scoped], transforms=[protect_data_volumes]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster_scoped], transforms=[protect_data_volumes, fill_missing_limits]),
         )
         if storage is not None:
             # The Namespace comes from upstream's cluster-scoped resources.

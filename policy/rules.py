@@ -62,9 +62,6 @@ KUBEFLOW_PIPELINES = "kubeflow-pipelines"  # env/platform-agnostic: application-
 _NO_LIMITS = "upstream manifest sets no resources.limits (requests only, or none); kustomize offers no value to set them"
 
 
-def _kfp_limits(kind: str, name: str, detail: str) -> Exception_:
-    return Exception_(KUBEFLOW_PIPELINES, kind, name, f"{_NO_LIMITS}: {detail}")
-
 
 # Third-party objects get exceptions only by name, each with its reason. Which upstream objects need
 # one, and the upstream files that show it, are in tests/test_policy_upstream.py.
@@ -107,24 +104,6 @@ EXCEPTIONS: dict[str, list[Exception_]] = {
                    "the cache deployer creates and approves a CertificateSigningRequest and the cache MutatingWebhookConfiguration, all cluster-scoped"),
         Exception_(KUBEFLOW_PIPELINES, "ClusterRoleBinding", "ml-pipeline-configmap-manager",
                    "the API server creates ConfigMaps and manages only `kfp-pipeline-config` by name, in whichever namespace a run uses"),
-    ],
-    "resource-limits": [
-        # Kubeflow Pipelines 2.17 env/platform-agnostic (manifests/kustomize/...). ml-pipeline-driver sets limits and needs none.
-        _kfp_limits("Deployment", "ml-pipeline", "base/pipeline/ml-pipeline-apiserver-deployment.yaml (requests 250m/500Mi)"),
-        _kfp_limits("Deployment", "ml-pipeline-persistenceagent", "base/pipeline/ml-pipeline-persistenceagent-deployment.yaml (requests 120m/500Mi)"),
-        _kfp_limits("Deployment", "ml-pipeline-scheduledworkflow", "base/pipeline/ml-pipeline-scheduledworkflow-deployment.yaml (no resources)"),
-        _kfp_limits("Deployment", "ml-pipeline-ui", "base/pipeline/ml-pipeline-ui-deployment.yaml (requests 10m/70Mi)"),
-        _kfp_limits("Deployment", "ml-pipeline-viewer-crd", "base/pipeline/ml-pipeline-viewer-crd-deployment.yaml (no resources)"),
-        _kfp_limits("Deployment", "ml-pipeline-visualizationserver", "base/pipeline/ml-pipeline-visualization-deployment.yaml (requests 30m/500Mi)"),
-        _kfp_limits("Deployment", "metadata-writer", "base/pipeline/metadata-writer/metadata-writer-deployment.yaml (no resources)"),
-        _kfp_limits("Deployment", "cache-server", "base/cache/cache-deployment.yaml (no resources)"),
-        _kfp_limits("Deployment", "cache-deployer-deployment", "base/cache-deployer/cache-deployer-deployment.yaml (no resources)"),
-        _kfp_limits("Deployment", "metadata-grpc-deployment", "base/metadata/base/metadata-grpc-deployment.yaml (no resources)"),
-        _kfp_limits("Deployment", "metadata-envoy-deployment", "base/metadata/base/metadata-envoy-deployment.yaml (no resources)"),
-        _kfp_limits("Deployment", "workflow-controller", "third-party/argo/base/workflow-controller-deployment-patch.yaml (requests 100m/500Mi)"),
-        _kfp_limits("Deployment", "mysql", "third-party/mysql/base/mysql-deployment.yaml (requests 100m/800Mi)"),
-        _kfp_limits("Deployment", "seaweedfs", "third-party/seaweedfs/base/seaweedfs/seaweedfs-deployment.yaml (requests 32m/128Mi)"),
-        _kfp_limits("Job", "init-seaweedfs", "third-party/seaweedfs/base/seaweedfs/seaweedfs-create-admin-user-job.yaml (no resources; a one-off Job)"),
     ],
 }
 """Rule name -> its exceptions. Every mandatory rule can have them; `RULES` applies them."""

@@ -336,3 +336,15 @@ def test_notebook_memory_means_what_the_config_says(quantity):
 def test_invalid_jupyterhub_config_names_the_key(raw, key):
     with pytest.raises(ValidationError, match=re.escape(key)):
         JupyterHubConfig.model_validate(raw)
+
+
+@pytest.mark.reference
+def test_notebook_pods_get_no_privileged_init_container_and_still_no_metadata_server():
+    """The chart blocks the cloud metadata server with a privileged root init container unless told
+    not to (values.yaml singleuser.cloudMetadata.blockWithIptables); our NetworkPolicy denies it instead."""
+    from tools.schemas import load_yaml, merged, reference
+
+    values = merged(load_yaml(reference("zero-to-jupyterhub-4.4.0/values.yaml")), hub_values())
+    assert values["singleuser"]["cloudMetadata"]["blockWithIptables"] is False
+    assert values["singleuser"]["networkPolicy"]["enabled"] is True
+    assert values["singleuser"]["networkPolicy"]["egressAllowRules"]["cloudMetadataServer"] is False

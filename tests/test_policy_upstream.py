@@ -215,10 +215,10 @@ def test_each_exception_excepts_its_object_and_no_other(rule, exc):
 
 def test_pack_applies_the_exceptions_too():
     """CrossGuard calls each rule's own `check`, not `check()`: the exception must hold there."""
-    kfp_ui = violating("resource-limits", "Deployment", "ml-pipeline-ui", KFP_LABELS)
-    rule = next(r for r in RULES if r.name == "resource-limits")
-    assert rule.check(kfp_ui, Context()) == []
-    assert rule.check(renamed(kfp_ui, "my-ui"), Context())
+    binding = violating("no-workload-cluster-role-binding", "ClusterRoleBinding", "spark-operator-controller", labels_of(SPARK_OPERATOR))
+    rule = next(r for r in RULES if r.name == "no-workload-cluster-role-binding")
+    assert rule.check(binding, Context()) == []
+    assert rule.check(renamed(binding, "my-binding"), Context())
 
 
 # --- Kubeflow Spark operator 2.5.2 -----------------------------------------------------------------
@@ -402,16 +402,52 @@ def kfp_deployment(name: str, requests: dict | None, pod_security: dict | None =
     return deployment(name, "kubeflow", {**KFP_LABELS, "app": name}, pod)
 
 
-def test_kfp_deployment_without_limits_is_excepted_by_name_for_that_rule_only():
-    # base/pipeline/ml-pipeline-apiserver-deployment.yaml: requests 250m/500Mi, no limits
+def test_kfp_deployments_without_limits_get_them_from_the_components_transform():
+    """Upstream KFP sets requests but no limits (base/pipeline/ml-pipeline-apiserver-deployment.yaml:
+    250m/500Mi); no exception covers that: the component's transform fills the ceilings in."""
+    import pulumi
+
+    from components.pipelines import DEFAULT_LIMITS, fill_missing_limits
+
     api = kfp_deployment("ml-pipeline", {"cpu": "250m", "memory": "500Mi"})
-    assert mandatory(api) == []
-    assert "resource-limits" in rules_hit(renamed(api, "ml-pipeline-copy"))
-    assert "resource-limits" in rules_hit(relabelled(api, {"app": "ml-pipeline"}))  # not from KFP's env build
-    # The exception is for limits only: the same object running privileged is refused.
-    privileged = copy.deepcopy(api)
+    assert "resource-limits" in rules_hit(api)
+    result = fill_missing_limits(pulumi.ResourceTransformArgs(
+        custom=True, type_="kubernetes:apps/v1:Deployment", name="ml-pipeline", props=api, opts=pulumi.ResourceOptions()))
+    fixed = result.props
+    assert fixed["spec"]["template"]["spec"]["containers"][0]["resources"] == {
+        "requests": {"cpu": "250m", "memory": "500Mi"}, "limits": DEFAULT_LIMITS}
+    assert mandatory(fixed) == []
+    assert "resource-limits" in rules_hit(api), "the transform must not change its input"
+    # The transform adds limits only: the same object running privileged is still refused.
+    privileged = copy.deepcopy(fixed)
     privileged["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"] = True
     assert {v.rule for v in check(privileged, Context()) if v.enforcement == "mandatory"} == {"pod-security"}
+
+
+def test_the_limits_transform_keeps_upstream_limits_and_skips_other_kinds():
+    import pulumi
+
+    from components.pipelines import fill_missing_limits
+
+    driver = kfp_deployment("ml-pipeline-driver", {"cpu": "100m", "memory": "128Mi"})
+    driver["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] = {"cpu": "500m", "memory": "512Mi"}
+    result = fill_missing_limits(pulumi.ResourceTransformArgs(
+        custom=True, type_="kubernetes:apps/v1:Deployment", name="d", props=driver, opts=pulumi.ResourceOptions()))
+    assert result.props["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "500m", "memory": "512Mi"}
+    service = pulumi.ResourceTransformArgs(custom=True, type_="kubernetes:core/v1:Service", name="s", props={}, opts=pulumi.ResourceOptions())
+    assert fill_missing_limits(service) is None
+
+
+def test_kfp_cluster_scoped_objects_get_the_kfp_label_from_the_component():
+    import pulumi
+
+    from components.pipelines import label_as_kfp
+
+    binding = crb("ml-pipeline-configmap-manager", {}, "ml-pipeline", "kubeflow")
+    assert "no-workload-cluster-role-binding" in rules_hit(binding)
+    labelled = label_as_kfp(pulumi.ResourceTransformArgs(
+        custom=True, type_="kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", name="b", props=binding, opts=pulumi.ResourceOptions())).props
+    assert "no-workload-cluster-role-binding" not in rules_hit(labelled)
 
 
 def test_kfp_driver_sets_limits_and_needs_no_exception():
