@@ -5,7 +5,9 @@ Table of contents: validate the config, build the components in dependency order
 
 import pulumi
 
+from components.cloud_storage import CloudStorage, CloudStorageArgs
 from components.cluster import ExistingCluster, MinikubeCluster, MinikubeClusterConfig
+from components.eks import EksCluster, EksClusterConfig
 from components.images import ContainerImage, ContainerImageArgs
 from components.jupyterhub import JupyterHub
 from components.pipelines import KFP_NAMESPACE, PIPELINE_RUNNER, PIPELINE_VOLUMES, KubeflowPipelines
@@ -22,9 +24,22 @@ except ConfigError as error:
 
 if isinstance(config.cluster, MinikubeClusterConfig):
     cluster = MinikubeCluster("cluster", config.cluster, host_dirs=shared_directories(config.storage))
+elif isinstance(config.cluster, EksClusterConfig):
+    cluster = EksCluster("cluster", config.cluster, image_repositories=["spark", "notebook", "tensorboard"])
 else:
     cluster = ExistingCluster("cluster", config.cluster)
 on_cluster = pulumi.ResourceOptions(providers=[cluster.provider])
+
+cloud_storage = None
+if isinstance(cluster, EksCluster):
+    cloud_storage = CloudStorage(
+        "cloud-storage",
+        CloudStorageArgs(storage_class=config.storage.class_name, buckets=config.cluster.buckets),
+        cluster.aws_provider,
+        partition=cluster.partition,
+        efs_file_system_id=cluster.efs_file_system_id,
+        opts=on_cluster,
+    )
 
 storage = PlatformStorage(
     "storage",
@@ -37,6 +52,7 @@ storage = PlatformStorage(
         **({config.model_serving.serving_namespace: ["shared_data"]} if config.model_serving.enabled else {}),
         **({KFP_NAMESPACE: list(PIPELINE_VOLUMES)} if config.kubeflow_pipelines.enabled else {}),
     },
+    storage_class=cloud_storage.storage_class if cloud_storage else None,
     opts=on_cluster,
 )
 spark_image = ContainerImage(

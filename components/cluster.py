@@ -105,11 +105,14 @@ ClusterConfig = Annotated[
 
 @dataclass(frozen=True)
 class ImageDelivery:
-    """How images reach the cluster: built by `docker_provider`, pushed to `registry` unless None."""
+    """How images reach the cluster: built by `docker_provider`, pushed to `registry` unless None,
+    authenticating with `credentials` when given (else the Docker CLI's own login)."""
 
     docker_provider: docker.Provider
-    registry: str | None
+    registry: pulumi.Input[str] | None
     pull_policy: Literal["IfNotPresent", "Always", "Never"]
+    credentials: docker.RegistryArgs | None = None
+    platform: str | None = None  # e.g. linux/amd64; None: whatever the building daemon runs
 
 
 class Cluster(pulumi.ComponentResource):

@@ -65,6 +65,7 @@ GPU_LABELS = {"nvidia.com/gpu.present": "true"}
 # driver and the Kubernetes device plugin, so `nvidia.com/gpu` is schedulable with nothing else installed.
 AMI_TYPES = {"x86_64": "AL2023_x86_64_STANDARD", "arm64": "AL2023_ARM_64_STANDARD"}
 GPU_AMI_TYPE = "BOTTLEROCKET_x86_64_NVIDIA"
+DOCKER_PLATFORMS = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}
 
 # Node role policies the EKS user guide ("Amazon EKS node IAM role") lists: join the cluster, run the
 # VPC CNI, pull images from ECR (the pull-only policy, not the broader read-only one).
@@ -392,6 +393,8 @@ class EksCluster(Cluster):
     """Server, user name and password (a secret) to push to the stack's ECR repositories."""
     efs_file_system_id: pulumi.Output[str] | None
     """The shared EFS file system's ID, or None when `efs` is off."""
+    image_platform: str
+    """`linux/amd64` or `linux/arm64`: what the CPU nodes run, so what images must be built for."""
 
     def __init__(
         self,
@@ -512,6 +515,7 @@ class EksCluster(Cluster):
             password=pulumi.Output.secret(token.password),
         )
 
+        self.image_platform = DOCKER_PLATFORMS[args.node_group.architecture()]
         self.kubernetes_version = args.kubernetes_version
         self.storage_provisioner = STORAGE_PROVISIONER
         self.service_type = args.service_type
@@ -522,6 +526,8 @@ class EksCluster(Cluster):
             registry=registry,  # an Output: the account ID is known only once the repositories exist
             # Tags are immutable and content-derived: a tag the node has is the image the config names.
             pull_policy="IfNotPresent",
+            credentials=self.registry_credentials,
+            platform=self.image_platform,
         )
         self._connect(name, cluster.kubeconfig_json, ready)
 

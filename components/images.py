@@ -42,9 +42,10 @@ class ContainerImageArgs(BaseModel):
     def repository(self, registry: str | None) -> str:
         return f"{registry}/{self.folder}" if registry else f"dataplatform/{self.folder}"
 
-    def reference(self, registry: str | None) -> str:
-        """`repository:tag`, the tag derived from the build context's content."""
-        tag = content_tag(IMAGES_DIR / self.folder, self.build_args)
+    def reference(self, registry: str | None, platform: str | None = None) -> str:
+        """`repository:tag`, the tag derived from the build context's content (and the target
+        platform, when one is set: an arm64 and an amd64 build are different images)."""
+        tag = content_tag(IMAGES_DIR / self.folder, {**self.build_args, **({"platform": platform} if platform else {})})
         return f"{self.repository(registry)}:{tag}"
 
 
@@ -65,13 +66,16 @@ class ContainerImage(pulumi.ComponentResource):
         context = IMAGES_DIR / args.folder
         image = docker.Image(
             f"{name}-image",
-            image_name=args.reference(delivery.registry),
+            # The registry can be an Output (ECR's account ID is known once its repositories exist).
+            image_name=pulumi.Output.from_input(delivery.registry).apply(lambda registry: args.reference(registry, delivery.platform)),
             build=docker.DockerBuildArgs(
                 context=str(context),
                 dockerfile=str(context / "Dockerfile"),
                 args=args.build_args,
+                platform=delivery.platform,
             ),
             skip_push=delivery.registry is None,
+            registry=delivery.credentials,
             opts=pulumi.ResourceOptions(parent=self, provider=delivery.docker_provider),
         )
         self.reference = image.image_name

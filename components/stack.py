@@ -9,11 +9,13 @@ is allowed.
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from components.cluster import ClusterConfig, MinikubeClusterConfig
+from components.cloud_storage import check_shared_backend
+from components.cluster import ExistingClusterConfig, MinikubeClusterConfig
+from components.eks import EksClusterConfig
 from components.jupyterhub import JupyterHubConfig
 from components.kubernetes_types import bytes_of
 from components.spark import SparkConfig
@@ -28,6 +30,11 @@ PROJECT = "dataplatform"
 # provisioner, metrics-server) before any of our pods: requests as the addons declare them, rounded up.
 MINIKUBE_SYSTEM_MILLICORES = 1000
 MINIKUBE_SYSTEM_BYTES = 1536 * 2**20
+
+
+ClusterConfig = Annotated[
+    Union[MinikubeClusterConfig, ExistingClusterConfig, EksClusterConfig], Field(discriminator="kind")
+]
 
 
 class StackConfig(BaseModel):
@@ -105,6 +112,12 @@ class StackConfig(BaseModel):
                 f"only {PROJECT}:cluster.kind minikube does; with cluster.kind {self.cluster.kind!r} use "
                 "shared_backend.kind nfs"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _efs_backend_needs_efs(self) -> StackConfig:
+        efs = isinstance(self.cluster, EksClusterConfig) and self.cluster.efs
+        check_shared_backend(efs, self.storage.shared_backend.kind)
         return self
 
     @model_validator(mode="after")

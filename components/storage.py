@@ -117,19 +117,21 @@ class PlatformStorage(pulumi.ComponentResource):
         args: StorageConfig,
         provisioner: str,
         namespaces: Mapping[str, Sequence[str]],
+        storage_class: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("dataplatform:storage:PlatformStorage", name, None, opts)
         self._config = args
         keep = pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True)
-        storage_class = k8s.storage.v1.StorageClass(
-            f"{name}-class",
-            metadata={"name": args.class_name, "labels": labels(args.class_name, "storage")},
-            provisioner=provisioner,
-            reclaim_policy="Retain",
-            volume_binding_mode="WaitForFirstConsumer",
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        if storage_class is None:  # else the cluster kind brings its own (EKS: CloudStorage's gp3)
+            storage_class = k8s.storage.v1.StorageClass(
+                f"{name}-class",
+                metadata={"name": args.class_name, "labels": labels(args.class_name, "storage")},
+                provisioner=provisioner,
+                reclaim_policy="Retain",
+                volume_binding_mode="WaitForFirstConsumer",
+                opts=pulumi.ResourceOptions(parent=self),
+            ).metadata.name
         for namespace, volumes in namespaces.items():
             for volume in volumes:
                 claim, _ = SHARED_VOLUMES[volume]
@@ -140,7 +142,7 @@ class PlatformStorage(pulumi.ComponentResource):
                     spec=persistent_volume_spec(args, volume, namespace),
                     opts=keep,
                 )
-        self.storage_class = storage_class.metadata.name
+        self.storage_class = pulumi.Output.from_input(storage_class)
         self.register_outputs({"storage_class": self.storage_class})
 
     def claim(self, volume: str, namespace: pulumi.Input[str], parent: pulumi.Resource) -> k8s.core.v1.PersistentVolumeClaim:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import types
 import typing
 from typing import Any
 
@@ -31,6 +32,10 @@ _CHECKS = {
     "_check_cpu": "CPU (`500m`)",
     "_check_dns_label": "name (RFC 1123)",
     "_check_kubernetes_version": "version (`1.34.0`)",
+    "_check_region": "AWS region",
+    "_check_instance_type": "EC2 instance type (`m6i.xlarge`)",
+    "_check_bucket_name": "S3 bucket name",
+    "_check_cidr": "IPv4 CIDR (`10.0.0.0/16`)",
 }
 
 
@@ -40,6 +45,10 @@ def _type(annotation: Any, metadata: list) -> str:
         if name in _CHECKS:
             return _CHECKS[name]
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _type(typing.get_args(annotation)[0], list(annotation.__metadata__))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type(a, metadata) for a in typing.get_args(annotation) if a is not type(None)) + " (optional)"
     if origin is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in typing.get_args(annotation))
     if origin in (tuple, list):

@@ -102,6 +102,13 @@ def _fake(seed: str, length: int) -> str:
     return hashlib.sha256(seed.encode()).hexdigest()[:length]
 
 
+# What the AWS invokes and outputs look like under mocks; the region is whatever the config names,
+# these only shape fake IDs.
+MOCK_AWS_ACCOUNT = "123456789012"
+MOCK_AWS_REGION = "eu-west-1"
+MOCK_ECR_PASSWORD = "mock-ecr-password"
+
+
 class PlatformMocks(pulumi.runtime.Mocks):
     """Outputs the way the real providers shape them, with deterministic fake values."""
 
@@ -115,9 +122,26 @@ class PlatformMocks(pulumi.runtime.Mocks):
             state["hex"] = _fake(args.name, 2 * int(state.get("byteLength", 8)))
         elif args.typ == "random:index/randomPassword:RandomPassword":
             state["result"] = _fake(args.name, int(state.get("length", 16)))
+        elif args.typ == "eks:index:Cluster":
+            issuer = f"oidc.eks.{MOCK_AWS_REGION}.amazonaws.com/id/{_fake(args.name, 32).upper()}"
+            state["kubeconfigJson"] = json.dumps({"apiVersion": "v1", "kind": "Config", "clusters": [{"name": state.get("name")}]})
+            state["oidcProviderArn"] = f"arn:aws:iam::{MOCK_AWS_ACCOUNT}:oidc-provider/{issuer}"
+            state["oidcProviderUrl"] = f"https://{issuer}"
+            state["clusterSecurityGroupId"] = f"sg-{_fake(args.name, 17)}"
+        elif args.typ == "aws:iam/role:Role":
+            state["arn"] = f"arn:aws:iam::{MOCK_AWS_ACCOUNT}:role/{args.name}"
+            state["name"] = args.name
+        elif args.typ == "aws:ecr/repository:Repository":
+            state["registryId"] = MOCK_AWS_ACCOUNT
+            state["repositoryUrl"] = f"{MOCK_AWS_ACCOUNT}.dkr.ecr.{MOCK_AWS_REGION}.amazonaws.com/{state.get('name')}"
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            return {"id": MOCK_AWS_REGION, "names": [f"{MOCK_AWS_REGION}{zone}" for zone in "abc"]}
+        if args.token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            return {"id": MOCK_AWS_REGION, "userName": "AWS", "password": MOCK_ECR_PASSWORD,
+                    "proxyEndpoint": f"https://{MOCK_AWS_ACCOUNT}.dkr.ecr.{MOCK_AWS_REGION}.amazonaws.com"}
         return {}
 
 
@@ -127,6 +151,24 @@ class RecordingMonitor(mocks.MockMonitor):
     def __init__(self, recording: Recording):
         super().__init__(PlatformMocks())
         self.recording = recording
+
+    # With resource references on, the mock monitor rehydrates a resource passed as an input (the
+    # EKS node groups' `cluster`, `node_role`) on its worker thread's event loop, and the program's
+    # loop then awaits that task: "attached to a different loop", or a hang, now and then. Without
+    # them the SDK sends what the engine would resolve a reference to: a component's URN, a custom
+    # resource's ID.
+    def GetDeploymentInfo(self, request):
+        from pulumi.runtime.proto import resource_pb2
+
+        features = super().GetDeploymentInfo(request).supportedFeatures
+        return resource_pb2.DeploymentInfo(supportedFeatures=[
+            f for f in features if f != resource_pb2.RESOURCE_MONITOR_FEATURE_RESOURCE_REFERENCES
+        ])
+
+    def SupportsFeature(self, request):
+        if request.id == "resourceReferences":
+            return type("SupportsFeatureResponse", (object,), {"hasSupport": False})
+        return super().SupportsFeature(request)
 
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
