@@ -10,7 +10,7 @@ import re
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, BaseModel, ConfigDict, Field, model_validator
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
 _DECIMAL = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
@@ -61,10 +61,16 @@ def _check_dns_label(value: str) -> str:
     return value
 
 
-ByteQuantity = Annotated[str, AfterValidator(_check_bytes)]
+def _number_as_text(value: object) -> object:
+    """YAML and `pulumi config set` turn `10` into a number: keep it as text, so the check below
+    answers "not a size" instead of a bare type error."""
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+ByteQuantity = Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_check_bytes)]
 """Memory or storage, with a unit: `10Gi`, `512Mi`, `500M`."""
 
-CpuQuantity = Annotated[str, AfterValidator(_check_cpu)]
+CpuQuantity = Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_check_cpu)]
 """CPU in cores or millicores: `2`, `0.5`, `500m`."""
 
 DnsLabel = Annotated[str, AfterValidator(_check_dns_label)]

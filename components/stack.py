@@ -91,6 +91,18 @@ class StackConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _load_balancers_where_the_cluster_has_them(self) -> StackConfig:
+        kfp = self.kubeflow_pipelines
+        cluster_type = getattr(self.cluster, "service_type", "NodePort")
+        if kfp.enabled and kfp.ui_service_type == "LoadBalancer" and cluster_type != "LoadBalancer":
+            raise ValueError(
+                f"{PROJECT}:kubeflow_pipelines.ui_service_type LoadBalancer needs a cluster that exposes "
+                f"services that way, but {PROJECT}:cluster (kind {self.cluster.kind}) uses {cluster_type}: "
+                "leave ui_service_type unset, or use NodePort or ClusterIP"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _namespaces_differ(self) -> StackConfig:
         owners: dict[str, list[str]] = {}
         for area in self.enabled_areas():

@@ -147,3 +147,14 @@ def test_host_path_volumes_on_an_existing_cluster_are_refused():
     raw = with_value(dev_raw(), "cluster", {"kind": "existing", "context": "ctx", "image_registry": "ghcr.io/acme"})
     found = problems(raw)
     assert "dataplatform:storage.shared_backend.kind host_path" in found[0] and "dataplatform:cluster.kind minikube" in found[0]
+
+
+def test_a_bare_number_for_a_size_says_what_is_missing():
+    """`capacity: 10` in YAML (or `pulumi config set --path ... 10`) arrives as a number."""
+    found = problems(with_value(dev_raw(), "jupyterhub.singleuser.storage.capacity", 10))
+    assert found[0].startswith("dataplatform:jupyterhub.singleuser.storage.capacity: '10' is not a size: use a number with a unit")
+
+
+def test_a_load_balancer_ui_on_minikube_is_refused_before_render():
+    found = problems(with_value(dev_raw(), "kubeflow_pipelines.ui_service_type", "LoadBalancer"))
+    assert "dataplatform:kubeflow_pipelines.ui_service_type LoadBalancer" in found[0] and "dataplatform:cluster" in found[0]
