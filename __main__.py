@@ -93,6 +93,10 @@ if config.kubeflow_pipelines.enabled:
         config.kubeflow_pipelines,
         service_type=cluster.service_type,
         storage=storage,
+        pipeline_runner_role_arn=(
+            cluster.service_account_role("pipeline-runner", KFP_NAMESPACE, PIPELINE_RUNNER, cloud_storage.pipelines_policy).arn
+            if cloud_storage else None
+        ),
         opts=on_cluster,
     )
     pulumi.export("kfp_ui_service", kubeflow_pipelines.ui_service)

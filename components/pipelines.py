@@ -223,6 +223,20 @@ def label_as_kfp(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransform
     return pulumi.ResourceTransformResult(props={**args.props, "metadata": metadata}, opts=args.opts)
 
 
+def annotate_pipeline_runner(role_arn: pulumi.Input[str]):
+    """A transform that gives upstream's `pipeline-runner` service account an IAM role (EKS IRSA), so
+    pipeline steps reach S3 through that role, never through static keys."""
+
+    def transform(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
+        metadata = args.props.get("metadata") if isinstance(args.props, dict) else None
+        if args.type_ != "kubernetes:core/v1:ServiceAccount" or not isinstance(metadata, dict) or metadata.get("name") != PIPELINE_RUNNER:
+            return None
+        annotations = {**(metadata.get("annotations") or {}), "eks.amazonaws.com/role-arn": role_arn}
+        return pulumi.ResourceTransformResult(props={**args.props, "metadata": {**metadata, "annotations": annotations}}, opts=args.opts)
+
+    return transform
+
+
 def fill_missing_limits(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
     """Give every upstream KFP container without CPU/memory limits the DEFAULT_LIMITS it lacks."""
     kind = args.type_.rsplit(":", 1)[-1]
@@ -261,6 +275,7 @@ class KubeflowPipelines(pulumi.ComponentResource):
         args: KubeflowPipelinesConfig,
         service_type: str,
         storage: PlatformStorage | None = None,
+        pipeline_runner_role_arn: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         """With `storage`, pipeline steps (which run in the kubeflow namespace) get the platform's
@@ -279,7 +294,11 @@ class KubeflowPipelines(pulumi.ComponentResource):
             namespace=KFP_NAMESPACE,
             # The CRDs and the Namespace come from the cluster-scoped resources; MySQL's and SeaweedFS's
             # claims hold every run's metadata and artifacts, so they get the platform's volume protection.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster_scoped], transforms=[protect_data_volumes, fill_missing_limits]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster_scoped], transforms=[
+                protect_data_volumes,
+                fill_missing_limits,
+                *([annotate_pipeline_runner(pipeline_runner_role_arn)] if pipeline_runner_role_arn is not None else []),
+            ]),
         )
         if storage is not None:
             # The Namespace comes from upstream's cluster-scoped resources.

@@ -247,3 +247,34 @@ def test_namespace_is_readable_but_not_configurable():
     assert KubeflowPipelinesConfig().namespace == "kubeflow"
     with pytest.raises(ValidationError, match="namespace"):
         KubeflowPipelinesConfig.model_validate({"namespace": "pipelines"})
+
+
+def test_pipeline_runner_gets_its_iam_role_by_transform():
+    """On EKS the runs reach S3 through the pipeline-runner service account's IRSA role."""
+    import pulumi
+
+    from components.pipelines import PIPELINE_RUNNER, annotate_pipeline_runner
+
+    transform = annotate_pipeline_runner("arn:aws:iam::123456789012:role/runner")
+    runner = pulumi.ResourceTransformArgs(
+        custom=True, type_="kubernetes:core/v1:ServiceAccount", name="sa",
+        props={"metadata": {"name": PIPELINE_RUNNER, "namespace": "kubeflow"}}, opts=pulumi.ResourceOptions())
+    result = transform(runner)
+    assert result.props["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/runner"}
+    other = pulumi.ResourceTransformArgs(
+        custom=True, type_="kubernetes:core/v1:ServiceAccount", name="sa",
+        props={"metadata": {"name": "ml-pipeline", "namespace": "kubeflow"}}, opts=pulumi.ResourceOptions())
+    assert transform(other) is None
+
+
+def test_prod_creates_the_pipeline_runner_role_for_exactly_that_service_account(run_stack):
+    import json
+
+    from tools.offline import reveal
+
+    recording = run_stack("prod")
+    roles = [r for r in recording.of_type("aws:iam/role:Role") if r.name.endswith("-pipeline-runner")]
+    assert len(roles) == 1
+    trust = json.loads(reveal(roles[0].inputs["assumeRolePolicy"]))
+    conditions = json.dumps(trust)
+    assert "system:serviceaccount:kubeflow:pipeline-runner" in conditions
