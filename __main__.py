@@ -9,10 +9,17 @@ from components.cloud_storage import CloudStorage, CloudStorageArgs
 from components.cluster import ExistingCluster, MinikubeCluster, MinikubeClusterConfig
 from components.eks import EksCluster, EksClusterConfig
 from components.images import ContainerImage, ContainerImageArgs
-from components.jupyterhub import JupyterHub
+from components.jupyterhub import NOTEBOOK_SERVICE_ACCOUNT, JupyterHub
 from components.pipelines import KFP_NAMESPACE, PIPELINE_RUNNER, PIPELINE_VOLUMES, KubeflowPipelines
 from components.serving import ModelServing
-from components.spark import SparkOnKubernetes
+from components.spark import (
+    HISTORY_SERVER_SERVICE_ACCOUNT,
+    SHARED_VOLUME_EVENT_LOG,
+    S3EventLog,
+    SparkOnKubernetes,
+    SparkS3Roles,
+    shared_volumes_for,
+)
 from components.stack import ConfigError, load_stack_config
 from components.storage import PlatformStorage, shared_directories
 from components.tensorboard import TENSORBOARD_VERSION, TensorBoard
@@ -30,29 +37,55 @@ else:
     cluster = ExistingCluster("cluster", config.cluster)
 on_cluster = pulumi.ResourceOptions(providers=[cluster.provider])
 
+# On EKS the event logs, data and artifacts live in S3, reached through IRSA roles; elsewhere the
+# event logs are on the shared event-log volume.
 cloud_storage = None
+spark_event_log = SHARED_VOLUME_EVENT_LOG
+spark_s3_roles = notebook_role_arn = None
 if isinstance(cluster, EksCluster):
     cloud_storage = CloudStorage(
         "cloud-storage",
-        CloudStorageArgs(storage_class=config.storage.class_name, buckets=config.cluster.buckets),
+        CloudStorageArgs(
+            storage_class=config.storage.class_name,
+            buckets=config.cluster.buckets,
+            shared_backend=config.storage.shared_backend,
+        ),
         cluster.aws_provider,
         partition=cluster.partition,
         efs_file_system_id=cluster.efs_file_system_id,
         opts=on_cluster,
     )
+    spark_event_log = S3EventLog(cloud_storage.event_log_dir, region=config.cluster.region)
+    spark_ns = config.spark.namespace
+    spark_s3_roles = SparkS3Roles(
+        driver=cluster.service_account_role(
+            "spark-driver", spark_ns, config.spark.driver_service_account, cloud_storage.spark_policy
+        ).arn,
+        executor=cluster.service_account_role(
+            "spark-executor", spark_ns, config.spark.executor_service_account, cloud_storage.spark_policy
+        ).arn,
+        history_server=cluster.service_account_role(
+            "spark-history-server", spark_ns, HISTORY_SERVER_SERVICE_ACCOUNT, cloud_storage.history_server_policy
+        ).arn,
+    )
+    notebook_role_arn = cluster.service_account_role(
+        "notebook", config.jupyterhub.namespace, NOTEBOOK_SERVICE_ACCOUNT, cloud_storage.notebook_policy
+    ).arn
+spark_volumes = list(shared_volumes_for(spark_event_log))
 
 storage = PlatformStorage(
     "storage",
     config.storage,
     provisioner=cluster.storage_provisioner,
     namespaces={
-        config.spark.namespace: ["event_logs", "shared_data"],
-        config.jupyterhub.namespace: ["event_logs", "shared_data"],
+        config.spark.namespace: spark_volumes,
+        config.jupyterhub.namespace: spark_volumes,
         **({config.tensorboard.namespace: ["shared_data"]} if config.tensorboard.enabled else {}),
         **({config.model_serving.serving_namespace: ["shared_data"]} if config.model_serving.enabled else {}),
         **({KFP_NAMESPACE: list(PIPELINE_VOLUMES)} if config.kubeflow_pipelines.enabled else {}),
     },
     storage_class=cloud_storage.storage_class if cloud_storage else None,
+    efs_volume_handles=cloud_storage.efs_volume_handles if cloud_storage else None,
     opts=on_cluster,
 )
 spark_image = ContainerImage(
@@ -71,6 +104,8 @@ spark = SparkOnKubernetes(
     image=spark_image.reference,
     pull_policy=cluster.images.pull_policy,
     storage=storage,
+    event_log=spark_event_log,
+    s3_roles=spark_s3_roles,
     opts=on_cluster,
 )
 jupyterhub = JupyterHub(
@@ -84,6 +119,8 @@ jupyterhub = JupyterHub(
     storage=storage,
     spark_driver_role=spark.driver_role,
     spark_namespace=spark.namespace,
+    spark_event_log=spark.event_log,
+    notebook_role_arn=notebook_role_arn,
     opts=on_cluster,
 )
 

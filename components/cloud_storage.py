@@ -2,7 +2,9 @@
 
 Per-user and per-service volumes are EBS gp3, encrypted, created where the pod lands
 (`WaitForFirstConsumer`, since an EBS volume lives in one availability zone) and growable. A shared
-ReadWriteMany class on EFS exists when `cluster.efs` asks for one. Spark event logs, pipeline
+ReadWriteMany class on EFS exists when `cluster.efs` asks for one; with `storage.shared_backend.kind
+efs` the platform's own shared volumes live there too, one EFS access point each, whose volume
+handles PlatformStorage's statically provisioned PVs mount. Spark event logs, pipeline
 artifacts and data live in S3: one bucket each, versioned, encrypted by default, every kind of public
 access blocked and ACLs disabled. All three hold what nobody can recreate (the event logs are the
 only record of finished applications the history server shows), so each is `protect`ed and
@@ -26,9 +28,11 @@ import pulumi_kubernetes as k8s
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from bootstrap.aws import ABORT_MULTIPART_DAYS, NONCURRENT_VERSION_DAYS, BootstrapError, validate_bucket_name
-from components.kubernetes_types import DnsLabel, labels
+from components.kubernetes_types import SHARED_GROUP, DnsLabel, labels
+from components.storage import SHARED_VOLUMES, EfsBackend, SharedBackend, efs_volume_handle, shared_volume_path
 
 EBS_PROVISIONER = "ebs.csi.aws.com"
+EVENT_LOG_PREFIX = "spark-events"
 EFS_PROVISIONER = "efs.csi.aws.com"
 DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 
@@ -79,13 +83,16 @@ BUCKET_PURPOSES = {
 def check_shared_backend(efs_enabled: bool, backend_kind: str) -> None:
     """Refuse shared volumes on EFS when the cluster has no EFS file system.
 
-    For the stack's config validator: `check_shared_backend(cluster.efs, storage.shared_backend.kind)`.
+    For the stack's config validator: `check_shared_backend(cluster is eks and cluster.efs,
+    storage.shared_backend.kind)`. Shared volumes on EFS need the file system only an eks cluster
+    with `efs: true` creates. (An eks cluster with EFS may still keep them on an `nfs` server of its
+    own; `host_path` off Minikube is refused by the stack's own rule.)
     """
     if backend_kind == "efs" and not efs_enabled:
         raise ValueError(
-            "dataplatform:storage.shared_backend.kind efs needs an EFS file system, and "
-            "dataplatform:cluster.efs is off (or the cluster is not kind eks); set cluster.efs: true "
-            "on an eks cluster, or use shared_backend.kind nfs"
+            "dataplatform:storage.shared_backend.kind efs needs an EFS file system, which only "
+            "dataplatform:cluster.kind eks with dataplatform:cluster.efs true creates, and this cluster has "
+            "none; set cluster.efs: true on an eks cluster, or use shared_backend.kind nfs"
         )
 
 
@@ -130,6 +137,31 @@ def efs_storage_class(name: str, file_system_id: pulumi.Input[str]) -> dict:
         },
         "reclaimPolicy": "Retain",
         "volumeBindingMode": "Immediate",
+    }
+
+
+# --- EFS access points: pure ----------------------------------------------------------------------
+
+# Like the Minikube host folders: owned by root, group SHARED_GROUP (every pod that mounts a shared
+# volume runs with it), group-writable, and setgid so what anyone creates inside stays in the group.
+SHARED_FOLDER_OWNER = 0
+SHARED_FOLDER_MODE = "2775"
+
+
+def efs_access_point_root(backend: EfsBackend, volume: str) -> dict:
+    """The `root_directory` of shared `volume`'s access point: `<root>/<claim>`, which EFS creates on
+    the first mount (with `creation_info`) if it does not exist, and leaves as it is if it does.
+
+    No `posix_user`: the access point passes each client's own uid and gids through, as hostPath and
+    NFS do, instead of making every pod one user.
+    """
+    return {
+        "path": shared_volume_path(backend.root, volume),
+        "creation_info": {
+            "owner_uid": SHARED_FOLDER_OWNER,
+            "owner_gid": SHARED_GROUP,
+            "permissions": SHARED_FOLDER_MODE,
+        },
     }
 
 
@@ -209,6 +241,11 @@ class CloudStorageArgs(BaseModel):
     storage_class: DnsLabel = Field("gp3", description="Name of the default (EBS gp3) StorageClass.")
     shared_storage_class: DnsLabel = Field("efs", description="Name of the shared (EFS) StorageClass.")
     buckets: BucketNames = Field(description="The platform's S3 buckets.")
+    shared_backend: SharedBackend | None = Field(
+        None,
+        description="The stack's `storage.shared_backend`: with kind efs, one EFS access point per shared "
+        "volume; any other kind (or None), none.",
+    )
 
 
 class CloudStorage(pulumi.ComponentResource):
@@ -222,6 +259,10 @@ class CloudStorage(pulumi.ComponentResource):
     """Name of the default StorageClass (encrypted gp3)."""
     shared_storage_class: pulumi.Output[str] | None
     """Name of the EFS StorageClass, or None without EFS."""
+    efs_access_points: dict[str, aws.efs.AccessPoint]
+    """The shared volumes' EFS access points by SHARED_VOLUMES key; empty unless the shared backend is efs."""
+    efs_volume_handles: dict[str, pulumi.Output[str]]
+    """The EFS CSI volume handle (`<fs-id>::<fsap-id>`) of each access point, for PlatformStorage."""
     buckets: dict[str, aws.s3.Bucket]
     """The buckets by key: event_logs, artifacts, data."""
     bucket_arns: dict[str, str]
@@ -273,13 +314,48 @@ class CloudStorage(pulumi.ComponentResource):
             )
             self.shared_storage_class = shared.metadata.name
 
+        self.efs_access_points = {}
+        if isinstance(args.shared_backend, EfsBackend):
+            if efs_file_system_id is None:
+                raise ValueError(
+                    "dataplatform:storage.shared_backend.kind efs needs the EFS file system of "
+                    "dataplatform:cluster.efs true: pass CloudStorage its efs_file_system_id"
+                )
+            for volume in SHARED_VOLUMES:
+                claim, _ = SHARED_VOLUMES[volume]
+                self.efs_access_points[volume] = aws.efs.AccessPoint(
+                    f"{name}-{claim}",
+                    file_system_id=efs_file_system_id,
+                    root_directory=efs_access_point_root(args.shared_backend, volume),
+                    tags={"Name": f"{name}-{claim}"},
+                    # The PVs of every namespace mount the volume through it: replacing or deleting it
+                    # would strand them (their volumeHandle cannot change), so it stays like they do.
+                    opts=pulumi.ResourceOptions(
+                        parent=self, provider=aws_provider, protect=True, retain_on_delete=True
+                    ),
+                )
+        self.efs_volume_handles = {
+            volume: pulumi.Output.all(point.file_system_id, point.id).apply(lambda ids: efs_volume_handle(*ids))
+            for volume, point in self.efs_access_points.items()
+        }
+
         self.buckets = {
             key: self._bucket(f"{name}-{key.replace('_', '-')}", getattr(args.buckets, key), aws_provider)
             for key in BUCKET_PURPOSES
         }
         self.bucket_arns = {key: bucket_arn(getattr(args.buckets, key), partition) for key in BUCKET_PURPOSES}
         arns = self.bucket_arns
-        self.event_log_dir = f"s3a://{args.buckets.event_logs}/spark-events"
+        self.event_log_dir = f"s3a://{args.buckets.event_logs}/{EVENT_LOG_PREFIX}"
+        # Spark's event-log writer and history server both refuse a log directory that does not
+        # exist, and on S3 a prefix exists only once something is under it: S3A takes an empty
+        # `<prefix>/` object for a directory (its "directory marker").
+        aws.s3.BucketObjectv2(
+            f"{name}-event-log-prefix",
+            bucket=self.buckets["event_logs"].id,
+            key=f"{EVENT_LOG_PREFIX}/",
+            content="",
+            opts=pulumi.ResourceOptions(parent=self.buckets["event_logs"], provider=aws_provider, retain_on_delete=True),
+        )
         self.spark_policy = json.dumps(spark_s3_policy(arns["event_logs"], arns["data"]))
         self.history_server_policy = json.dumps(history_server_s3_policy(arns["event_logs"]))
         self.pipelines_policy = json.dumps(pipelines_s3_policy(arns["artifacts"]))
@@ -288,6 +364,7 @@ class CloudStorage(pulumi.ComponentResource):
             "storage_class": self.storage_class,
             "bucket_arns": self.bucket_arns,
             "event_log_dir": self.event_log_dir,
+            "efs_volume_handles": self.efs_volume_handles,
         })
 
     def _bucket(self, name: str, bucket: str, aws_provider: aws.Provider) -> aws.s3.Bucket:

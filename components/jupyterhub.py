@@ -5,7 +5,8 @@ few deploy-time values (image, storage class, secrets). Notebooks run as the `no
 account, bound to the Spark driver Role in the Spark namespace; `spark-defaults.conf` is mounted
 from a ConfigMap and points `SPARK_CONF_DIR` at it; the single-user NetworkPolicy lets executors in
 the Spark namespace reach the driver and block-manager ports, and lets the driver reach the API
-server and its executors.
+server and its executors. Notebooks write their event logs where Spark's jobs do; when that is S3,
+the `notebook` service account carries the IAM role (IRSA) that reaches it.
 """
 
 from __future__ import annotations
@@ -33,10 +34,15 @@ from components.spark import (
     BLOCK_MANAGER_PORT,
     DRIVER_PORT,
     EXECUTOR_TEMPLATE_FILE,
+    SHARED_VOLUME_EVENT_LOG,
     SPARK_VERSION,
     SPARK_VERSIONS,
+    EventLogLocation,
+    S3EventLog,
     SparkConfig,
     executor_pod_template,
+    irsa_metadata,
+    shared_volumes_for,
     spark_defaults,
     spark_defaults_conf,
 )
@@ -141,15 +147,18 @@ def jupyterhub_values(
     cookie_secret: pulumi.Input[str],
     user_password: pulumi.Input[str],
     admin_password: pulumi.Input[str],
+    event_log: EventLogLocation = SHARED_VOLUME_EVENT_LOG,
 ) -> dict:
-    """Values for the zero-to-jupyterhub chart."""
+    """Values for the zero-to-jupyterhub chart; notebooks mount the shared volumes Spark drivers use
+    with `event_log`."""
     singleuser = config.singleuser
     spark_pods = {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": spark.namespace}},
         "podSelector": {"matchLabels": {"spark-role": "executor"}},
     }
     shared_volumes = [("spark-defaults", {"configMap": {"name": "spark-defaults"}}, SPARK_CONF_DIR, True)] + [
-        (claim, {"persistentVolumeClaim": {"claimName": claim}}, path, False) for claim, path in SHARED_VOLUMES.values()
+        (claim, {"persistentVolumeClaim": {"claimName": claim}}, path, False)
+        for claim, path in (SHARED_VOLUMES[volume] for volume in shared_volumes_for(event_log))
     ]
     return {
         "proxy": {
@@ -239,8 +248,14 @@ class JupyterHub(pulumi.ComponentResource):
         storage: PlatformStorage,
         spark_driver_role: pulumi.Input[str],
         spark_namespace: pulumi.Input[str],
+        spark_event_log: EventLogLocation = SHARED_VOLUME_EVENT_LOG,
+        notebook_role_arn: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
+        if isinstance(spark_event_log, S3EventLog) and notebook_role_arn is None:
+            raise ValueError(
+                f"notebooks write Spark event logs to {spark_event_log.dir} on S3, but no notebook_role_arn was given to reach it"
+            )
         super().__init__("dataplatform:jupyterhub:JupyterHub", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         ns = component_namespace(f"{name}-namespace", args.namespace, "jupyterhub", self)
@@ -248,7 +263,10 @@ class JupyterHub(pulumi.ComponentResource):
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
         notebook_sa = k8s.core.v1.ServiceAccount(
             f"{name}-notebook",
-            metadata={"name": NOTEBOOK_SERVICE_ACCOUNT, "namespace": namespace, "labels": labels("notebook", "jupyterhub")},
+            metadata={
+                "name": NOTEBOOK_SERVICE_ACCOUNT, "namespace": namespace, "labels": labels("notebook", "jupyterhub"),
+                **irsa_metadata(notebook_role_arn),
+            },
             opts=in_ns,
         )
         binding = k8s.rbac.v1.RoleBinding(
@@ -263,13 +281,13 @@ class JupyterHub(pulumi.ComponentResource):
             metadata={"name": "spark-defaults", "namespace": namespace, "labels": labels("spark-defaults", "jupyterhub")},
             data={
                 "spark-defaults.conf": pulumi.Output.from_input(spark_image).apply(
-                    lambda ref: spark_defaults_conf(spark_defaults(spark, ref, pull_policy, SPARK_CONF_DIR))
+                    lambda ref: spark_defaults_conf(spark_defaults(spark, ref, pull_policy, SPARK_CONF_DIR, spark_event_log))
                 ),
                 EXECUTOR_TEMPLATE_FILE: yaml.safe_dump(executor_pod_template(), sort_keys=False),
             },
             opts=in_ns,
         )
-        claims = [storage.claim(volume, namespace, self) for volume in SHARED_VOLUMES]
+        claims = [storage.claim(volume, namespace, self) for volume in shared_volumes_for(spark_event_log)]
 
         # Stable across runs (kept in state), secret end to end.
         proxy_token = random.RandomId(f"{name}-proxy-token", byte_length=32, opts=child)
@@ -290,6 +308,7 @@ class JupyterHub(pulumi.ComponentResource):
             cookie_secret=pulumi.Output.secret(cookie.hex),
             user_password=self.user_password,
             admin_password=self.admin_password,
+            event_log=spark_event_log,
         )
         k8s.helm.v4.Chart(
             f"{name}-chart",

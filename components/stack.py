@@ -37,6 +37,10 @@ ClusterConfig = Annotated[
 ]
 
 
+CROSS_AREA_SEPARATOR = "\n"
+"""Between the problems StackConfig's cross-area rules report in one error; each becomes its own."""
+
+
 class StackConfig(BaseModel):
     """All of the stack's configuration."""
 
@@ -55,7 +59,23 @@ class StackConfig(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _versions_match(self) -> StackConfig:
+    def _cross_area(self) -> StackConfig:
+        """Run every cross-area rule and report each one that fails, not just the first."""
+        problems = []
+        for check in (
+            self._check_versions_match, self._check_kfp_supports_kubernetes,
+            self._check_load_balancers_where_the_cluster_has_them, self._check_namespaces_differ,
+            self._check_host_paths_need_minikube, self._check_efs_backend_needs_efs, self._check_fits_minikube,
+        ):
+            try:
+                check()
+            except ValueError as error:
+                problems.append(str(error))
+        if problems:
+            raise ValueError(CROSS_AREA_SEPARATOR.join(problems))
+        return self
+
+    def _check_versions_match(self) -> StackConfig:
         pyspark = self.jupyterhub.notebook.pyspark_version
         if pyspark != self.spark.version:
             raise ValueError(
@@ -77,8 +97,7 @@ class StackConfig(BaseModel):
     def enabled_areas(self) -> list[str]:
         return [area for area in self.AREAS if getattr(getattr(self, area), "enabled", True)]
 
-    @model_validator(mode="after")
-    def _kfp_supports_kubernetes(self) -> StackConfig:
+    def _check_kfp_supports_kubernetes(self) -> StackConfig:
         kfp = self.kubeflow_pipelines
         if kfp.enabled:
             try:
@@ -90,8 +109,7 @@ class StackConfig(BaseModel):
                 ) from None
         return self
 
-    @model_validator(mode="after")
-    def _load_balancers_where_the_cluster_has_them(self) -> StackConfig:
+    def _check_load_balancers_where_the_cluster_has_them(self) -> StackConfig:
         kfp = self.kubeflow_pipelines
         cluster_type = getattr(self.cluster, "service_type", "NodePort")
         if kfp.enabled and kfp.ui_service_type == "LoadBalancer" and cluster_type != "LoadBalancer":
@@ -102,8 +120,7 @@ class StackConfig(BaseModel):
             )
         return self
 
-    @model_validator(mode="after")
-    def _namespaces_differ(self) -> StackConfig:
+    def _check_namespaces_differ(self) -> StackConfig:
         owners: dict[str, list[str]] = {}
         for area in self.enabled_areas():
             for key in self.AREAS[area]:
@@ -116,24 +133,22 @@ class StackConfig(BaseModel):
             raise ValueError("; ".join(clashes) + ": give each component its own namespace")
         return self
 
-    @model_validator(mode="after")
-    def _host_paths_need_minikube(self) -> StackConfig:
+    def _check_host_paths_need_minikube(self) -> StackConfig:
         if self.storage.shared_backend.kind == "host_path" and not isinstance(self.cluster, MinikubeClusterConfig):
             raise ValueError(
                 f"{PROJECT}:storage.shared_backend.kind host_path needs its node folders created, which "
                 f"only {PROJECT}:cluster.kind minikube does; with cluster.kind {self.cluster.kind!r} use "
                 "shared_backend.kind nfs"
+                + (" or efs (with cluster.efs: true)" if isinstance(self.cluster, EksClusterConfig) else "")
             )
         return self
 
-    @model_validator(mode="after")
-    def _efs_backend_needs_efs(self) -> StackConfig:
+    def _check_efs_backend_needs_efs(self) -> StackConfig:
         efs = isinstance(self.cluster, EksClusterConfig) and self.cluster.efs
         check_shared_backend(efs, self.storage.shared_backend.kind)
         return self
 
-    @model_validator(mode="after")
-    def _fits_minikube(self) -> StackConfig:
+    def _check_fits_minikube(self) -> StackConfig:
         cluster = self.cluster
         if not isinstance(cluster, MinikubeClusterConfig):
             return self
@@ -193,7 +208,7 @@ def _problem(error: dict, raw: dict) -> str:
     if kind == "missing":
         return f"{key}: required key is missing"
     if not error["loc"]:
-        return message
+        return message  # a cross-area rule's, split by parse_stack_config
     return f"{key}: {message} (got {error['input']!r})"
 
 
@@ -202,7 +217,8 @@ def parse_stack_config(raw: dict[str, Any]) -> StackConfig:
     try:
         return StackConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError([_problem(e, raw) for e in exc.errors()]) from None
+        problems = [_problem(e, raw) for e in exc.errors()]
+        raise ConfigError([p for problem in problems for p in problem.split(CROSS_AREA_SEPARATOR)]) from None
 
 
 def load_stack_config() -> StackConfig:

@@ -3,8 +3,10 @@
 The Spark event log and the shared data volume must be the same files for a notebook in the
 JupyterHub namespace and a job in the Spark namespace. A PersistentVolume binds exactly one claim,
 so each shared volume gets one pre-bound PV/PVC pair per namespace that mounts it, all pointing at
-the same directory (a hostPath on the single Minikube node, or an NFS export). Every one of these
-objects holds user data: reclaim policy `Retain`, `protect=True`, `retain_on_delete=True`.
+the same directory: a hostPath on the single Minikube node, a folder of an NFS export, or an EFS
+access point (one per shared volume, made by CloudStorage on EKS) mounted through the EFS CSI
+driver. Every one of these objects holds user data: reclaim policy `Retain`, `protect=True`,
+`retain_on_delete=True`.
 """
 
 from __future__ import annotations
@@ -41,6 +43,23 @@ class NfsBackend(BaseModel):
     root: str = Field(pattern=r"^/[A-Za-z0-9._/-]+$", description="Exported directory on the server.")
 
 
+class EfsBackend(BaseModel):
+    """Shared volumes on the EKS cluster's EFS file system (`cluster.efs: true`), one access point each."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["efs"] = Field(description="Shared-volume backend.")
+    root: str = Field(
+        "/dataplatform", max_length=64, pattern=r"^(/[A-Za-z0-9_-][A-Za-z0-9._-]*){1,3}$",
+        description="Directory of the EFS file system under which each shared volume's access point "
+        "gets its folder (at most three levels: an access point path has at most four).",
+    )
+
+
+SharedBackend = Annotated[Union[HostPathBackend, NfsBackend, EfsBackend], Field(discriminator="kind")]
+"""One of the shared-volume backends, chosen by `kind`."""
+
+
 class SharedVolumeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -55,8 +74,8 @@ class StorageConfig(BaseModel):
     class_name: DnsLabel = Field(
         "dataplatform", description="Name of the StorageClass for per-user and per-service volumes."
     )
-    shared_backend: Annotated[Union[HostPathBackend, NfsBackend], Field(discriminator="kind")] = Field(
-        HostPathBackend(), description="Where the shared volumes live: `host_path` or `nfs`."
+    shared_backend: SharedBackend = Field(
+        HostPathBackend(), description="Where the shared volumes live: `host_path`, `nfs` or `efs`."
     )
     event_logs: SharedVolumeConfig = Field(
         SharedVolumeConfig(capacity="5Gi"), description="Spark event-log volume."
@@ -76,6 +95,8 @@ SHARED_VOLUMES = {
 
 STATIC_CLAIM_REQUEST = "1Mi"
 
+EFS_CSI_DRIVER = "efs.csi.aws.com"
+
 
 def shared_directories(config: StorageConfig) -> list[str]:
     """The node directories a host_path backend needs, one per shared volume."""
@@ -84,20 +105,52 @@ def shared_directories(config: StorageConfig) -> list[str]:
     return [f"{config.shared_backend.root}/{claim}" for claim, _ in SHARED_VOLUMES.values()]
 
 
-def persistent_volume_spec(config: StorageConfig, volume: str, namespace: str) -> dict:
-    """The spec of the PV that carries shared `volume` for `namespace`, pre-bound to its claim."""
+def shared_volume_path(root: str, volume: str) -> str:
+    """The folder of shared `volume` under a backend's `root`: the same for every namespace."""
+    claim, _ = SHARED_VOLUMES[volume]
+    return f"{root}/{claim}"
+
+
+def efs_volume_handle(file_system_id: str, access_point_id: str) -> str:
+    """The EFS CSI driver's static volume handle for an access point: `<fs-id>::<fsap-id>`.
+
+    aws-efs-csi-driver examples/kubernetes/efs/access_points: `[FileSystemId]:[Subpath]:[AccessPointId]`
+    with the subpath empty (the access point's root directory is the volume); an access point given
+    this way (rather than as an `accesspoint=` mount option) also turns on TLS.
+    """
+    return f"{file_system_id}::{access_point_id}"
+
+
+def persistent_volume_spec(
+    config: StorageConfig, volume: str, namespace: str, volume_handle: pulumi.Input[str] | None = None
+) -> dict:
+    """The spec of the PV that carries shared `volume` for `namespace`, pre-bound to its claim.
+
+    `volume_handle` is the EFS CSI handle of the volume's access point (`efs_volume_handle`), required
+    with an `efs` backend and refused with any other.
+    """
     claim, _ = SHARED_VOLUMES[volume]
     backend = config.shared_backend
-    path = f"{backend.root}/{claim}"
-    source = (
-        {"hostPath": {"path": path, "type": "Directory"}}
-        if isinstance(backend, HostPathBackend)
-        else {"nfs": {"server": backend.server, "path": path}}
-    )
+    if isinstance(backend, EfsBackend) != (volume_handle is not None):
+        raise ValueError(
+            f"shared volume {volume}: storage.shared_backend.kind {backend.kind} "
+            + ("needs the EFS volume handle of its access point" if isinstance(backend, EfsBackend)
+               else "takes no EFS volume handle")
+        )
+    if isinstance(backend, HostPathBackend):
+        source = {"hostPath": {"path": shared_volume_path(backend.root, volume), "type": "Directory"}}
+    elif isinstance(backend, NfsBackend):
+        source = {"nfs": {"server": backend.server, "path": shared_volume_path(backend.root, volume)}}
+    else:
+        # Static provisioning (aws-efs-csi-driver examples/kubernetes/efs/static_provisioning): the
+        # driver mounts what the handle names; capacity is required by Kubernetes and ignored by EFS.
+        source = {"csi": {"driver": EFS_CSI_DRIVER, "volumeHandle": volume_handle}}
     return {
         "capacity": {"storage": getattr(config, volume).capacity},
         "accessModes": ["ReadWriteMany"],
         "persistentVolumeReclaimPolicy": "Retain",
+        # No class: a static PV binds only a claim that also asks for no class (`""`), and a claim
+        # asking for `""` is never given the default class nor dynamically provisioned.
         "storageClassName": "",
         "claimRef": {"namespace": namespace, "name": claim},
         **source,
@@ -106,7 +159,12 @@ def persistent_volume_spec(config: StorageConfig, volume: str, namespace: str) -
 
 class PlatformStorage(pulumi.ComponentResource):
     """The platform's StorageClass and the PVs behind its shared volumes: one pre-bound PV for each
-    (namespace, volume) pair in `namespaces` (namespace -> the SHARED_VOLUMES keys it mounts)."""
+    (namespace, volume) pair in `namespaces` (namespace -> the SHARED_VOLUMES keys it mounts).
+
+    With an `efs` backend, `efs_volume_handles` (SHARED_VOLUMES key -> EFS CSI volume handle, as
+    CloudStorage's `efs_volume_handles`) names the access point of each volume mounted; every
+    namespace's PV of a volume gets that volume's one handle, so all of them are the same folder.
+    """
 
     storage_class: pulumi.Output[str]
     """Name of the StorageClass for per-user and per-service volumes."""
@@ -118,10 +176,24 @@ class PlatformStorage(pulumi.ComponentResource):
         provisioner: str,
         namespaces: Mapping[str, Sequence[str]],
         storage_class: pulumi.Input[str] | None = None,
+        efs_volume_handles: Mapping[str, pulumi.Input[str]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("dataplatform:storage:PlatformStorage", name, None, opts)
         self._config = args
+        handles = dict(efs_volume_handles or {})
+        mounted = {volume for volumes in namespaces.values() for volume in volumes}
+        if isinstance(args.shared_backend, EfsBackend):
+            missing = sorted(mounted - handles.keys())
+            if missing:
+                raise ValueError(
+                    f"storage.shared_backend.kind efs: no EFS volume handle for {', '.join(missing)}; pass "
+                    "CloudStorage's efs_volume_handles (the cluster needs cluster.efs: true)"
+                )
+        elif handles:
+            raise ValueError(
+                f"efs_volume_handles given, but storage.shared_backend.kind is {args.shared_backend.kind}, not efs"
+            )
         keep = pulumi.ResourceOptions(parent=self, protect=True, retain_on_delete=True)
         if storage_class is None:  # else the cluster kind brings its own (EKS: CloudStorage's gp3)
             storage_class = k8s.storage.v1.StorageClass(
@@ -139,7 +211,7 @@ class PlatformStorage(pulumi.ComponentResource):
                 k8s.core.v1.PersistentVolume(
                     pv_name,
                     metadata={"name": pv_name, "labels": labels(claim, "storage")},
-                    spec=persistent_volume_spec(args, volume, namespace),
+                    spec=persistent_volume_spec(args, volume, namespace, handles.get(volume)),
                     opts=keep,
                 )
         self.storage_class = pulumi.Output.from_input(storage_class)

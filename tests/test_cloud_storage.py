@@ -3,7 +3,9 @@
 Ground truth: Kubernetes' OpenAPI schema (kubernetes-validate) and the platform's mandatory policies
 for the StorageClasses; the aws-ebs-csi-driver parameters (`type`, `encrypted` as a string) and the
 default-class annotation `storageclass.kubernetes.io/is-default-class`; the aws-efs-csi-driver
-dynamic provisioning parameters (`provisioningMode: efs-ap`, `fileSystemId`); S3's bucket naming
+dynamic provisioning parameters (`provisioningMode: efs-ap`, `fileSystemId`); the EFS API's
+CreationInfo (owner uid, gid and octal `Permissions` matching `^[0-7]{3,4}$`, all three required) and
+RootDirectory `Path` (at most four levels); S3's bucket naming
 rules (as bootstrap/aws.py encodes them); the S3A connector's documented permissions (read/write:
 get, put, delete, list bucket, list and abort multipart uploads; read: get and list).
 """
@@ -20,6 +22,7 @@ from pydantic import ValidationError
 
 from components.cloud_storage import (
     BUCKET_PURPOSES,
+    SHARED_FOLDER_MODE,
     BucketNames,
     CloudStorage,
     CloudStorageArgs,
@@ -31,6 +34,8 @@ from components.cloud_storage import (
     s3_policy,
     spark_s3_policy,
 )
+from components.kubernetes_types import SHARED_GROUP
+from components.storage import SHARED_VOLUMES, EfsBackend, NfsBackend
 from policy.rules import Context, check
 from tools import offline
 from tools.render import manifest
@@ -39,6 +44,7 @@ from tools.schemas import validate_manifest
 KUBERNETES_VERSION = "1.34.0"
 STORAGE_CLASS = "kubernetes:storage.k8s.io/v1:StorageClass"
 BUCKET = "aws:s3/bucket:Bucket"
+ACCESS_POINT = "aws:efs/accessPoint:AccessPoint"
 FILE_SYSTEM = "fs-0123456789abcdef0"
 BUCKETS = {"event_logs": "acme-dp-event-logs", "artifacts": "acme-dp-artifacts", "data": "acme-dp-data"}
 ARNS = {key: f"arn:aws:s3:::{name}" for key, name in BUCKETS.items()}
@@ -53,13 +59,23 @@ SETTINGS = {
 _recordings: dict[str, offline.Recording] = {}
 
 
-def storage_program(efs: bool):
+# recording key -> (EFS file system given, the stack's shared backend)
+PROGRAMS = {
+    "default": (False, None),
+    "efs": (True, None),
+    "efs-nfs-shared": (True, NfsBackend(kind="nfs", server="nfs.example.internal", root="/exports/dataplatform")),
+    "efs-shared": (True, EfsBackend(kind="efs")),
+    "efs-shared-root": (True, EfsBackend(kind="efs", root="/platform/prod")),
+}
+
+
+def storage_program(efs: bool, shared_backend=None):
     def program():
         aws_provider = aws.Provider("aws", region="eu-west-1")
         cluster = k8s.Provider("k8s", kubeconfig="kubeconfig-of-the-test-cluster")
         storage = CloudStorage(
             "storage",
-            CloudStorageArgs(buckets=BucketNames(**BUCKETS)),
+            CloudStorageArgs(buckets=BucketNames(**BUCKETS), shared_backend=shared_backend),
             aws_provider,
             partition="aws",
             efs_file_system_id=FILE_SYSTEM if efs else None,
@@ -68,6 +84,7 @@ def storage_program(efs: bool):
         pulumi.export("storage_class", storage.storage_class)
         pulumi.export("shared_storage_class", storage.shared_storage_class)
         pulumi.export("event_log_dir", storage.event_log_dir)
+        pulumi.export("efs_volume_handles", storage.efs_volume_handles)
         for which in ("spark", "history_server", "pipelines", "notebook"):
             pulumi.export(f"{which}_policy", getattr(storage, f"{which}_policy"))
 
@@ -78,7 +95,7 @@ def storage_program(efs: bool):
 def record(run_program):
     def get(key: str) -> offline.Recording:
         if key not in _recordings:
-            _recordings[key] = run_program(storage_program(efs=key == "efs"))
+            _recordings[key] = run_program(storage_program(*PROGRAMS[key]))
         return _recordings[key]
 
     return get
@@ -120,7 +137,7 @@ def test_efs_storage_class(record):
     assert recording.outputs["shared_storage_class"] == "efs"
 
 
-@pytest.mark.parametrize("key", ["default", "efs"])
+@pytest.mark.parametrize("key", ["default", "efs", "efs-shared"])
 def test_storage_classes_pass_the_kubernetes_schema_and_mandatory_policies(key, record):
     for resource in record(key).of_type(STORAGE_CLASS):
         obj = manifest(resource.plain_inputs)
@@ -129,7 +146,7 @@ def test_storage_classes_pass_the_kubernetes_schema_and_mandatory_policies(key, 
         assert mandatory == [], mandatory
 
 
-@pytest.mark.parametrize("key", ["default", "efs"])
+@pytest.mark.parametrize("key", ["default", "efs", "efs-shared"])
 def test_every_resource_uses_its_explicit_provider(key, record):
     recording = record(key)
     [aws_provider] = recording.of_type("pulumi:providers:aws")
@@ -141,7 +158,9 @@ def test_every_resource_uses_its_explicit_provider(key, record):
         expected = {"aws": aws_provider, "kubernetes": k8s_provider}[resource.type.split(":")[0]]
         assert resource.provider.rsplit("::", 1)[0] == expected.urn, resource.name
         kinds[resource.type.split(":")[0]] += 1
-    assert kinds["aws"] == 3 * (1 + len(SETTINGS)) and kinds["kubernetes"] == (2 if key == "efs" else 1)
+    access_points = len(SHARED_VOLUMES) if key == "efs-shared" else 0
+    assert kinds["aws"] == 3 * (1 + len(SETTINGS)) + 1 + access_points  # + the event-log prefix marker
+    assert kinds["kubernetes"] == (1 if key == "default" else 2)
 
 
 # --- buckets ---------------------------------------------------------------------------------------------
@@ -189,6 +208,19 @@ def test_buckets_are_versioned_encrypted_private_and_owner_enforced(record):
 
 def test_event_log_dir_is_on_the_event_log_bucket(record):
     assert record("default").outputs["event_log_dir"] == f"s3a://{BUCKETS['event_logs']}/spark-events"
+
+
+def test_event_log_dir_exists_before_any_spark_job(record):
+    """Spark's event-log writer and history server refuse a missing log directory; on S3, S3A takes
+    an empty `<prefix>/` object (a directory marker) for the directory."""
+    recording = record("default")
+    [bucket] = [r for r in recording.of_type(BUCKET) if r.plain_inputs["bucket"] == BUCKETS["event_logs"]]
+    [marker] = recording.of_type("aws:s3/bucketObjectv2:BucketObjectv2")
+    prefix = recording.outputs["event_log_dir"].removeprefix(f"s3a://{BUCKETS['event_logs']}/")
+    assert marker.plain_inputs["bucket"] == f"{bucket.name}-id"
+    assert marker.plain_inputs["key"] == f"{prefix}/"
+    assert marker.plain_inputs["content"] == ""
+    assert marker.retain_on_delete
 
 
 @pytest.mark.parametrize(
@@ -272,6 +304,67 @@ def test_bucket_arn_follows_the_partition():
     assert bucket_arn("acme-dp-data", "aws") == ARNS["data"]
     assert bucket_arn("acme-dp-data", "aws-cn") == "arn:aws-cn:s3:::acme-dp-data"
     assert grants(s3_policy(read_only=["arn:aws-cn:s3:::acme-dp-data"])) == {"arn:aws-cn:s3:::acme-dp-data": READ}
+
+
+# --- EFS access points for the shared volumes --------------------------------------------------------------
+
+
+def access_points(recording: offline.Recording) -> dict[str, offline.Registration]:
+    """The access points by the claim name their resource name ends with."""
+    found = {}
+    for point in recording.of_type(ACCESS_POINT):
+        [claim] = [c for c, _ in SHARED_VOLUMES.values() if point.name == f"storage-{c}"]
+        found[claim] = point
+    return found
+
+
+@pytest.mark.parametrize("key, root", [("efs-shared", "/dataplatform"), ("efs-shared-root", "/platform/prod")])
+def test_one_access_point_per_shared_volume_creates_a_group_writable_folder(key, root, record):
+    """EFS creates each root directory on first mount as root:100, mode 2775, like the Minikube host folders."""
+    points = access_points(record(key))
+    assert set(points) == {claim for claim, _ in SHARED_VOLUMES.values()}
+    for claim, point in points.items():
+        inputs = point.plain_inputs
+        assert inputs["fileSystemId"] == FILE_SYSTEM
+        directory = inputs["rootDirectory"]
+        assert directory["path"] == f"{root}/{claim}"
+        assert directory["creationInfo"] == {"ownerUid": 0, "ownerGid": SHARED_GROUP, "permissions": "2775"}
+        # No enforced identity: each pod keeps its own uid and its supplemental group 100.
+        assert "posixUser" not in inputs
+
+
+def test_access_point_settings_are_ones_efs_accepts(record):
+    """The EFS API's own constraints: Permissions `^[0-7]{3,4}$`, a Path of at most four levels."""
+    import re
+
+    assert re.fullmatch(r"[0-7]{3,4}", SHARED_FOLDER_MODE) and int(SHARED_FOLDER_MODE, 8) & 0o2070 == 0o2070
+    for point in record("efs-shared-root").of_type(ACCESS_POINT):
+        path = point.plain_inputs["rootDirectory"]["path"]
+        assert 1 <= len(path) <= 100 and 1 <= path.count("/") <= 4, path
+
+
+def test_access_points_are_protected_retained_and_handed_over_as_volume_handles(record):
+    """The PVs of every namespace mount through them: they outlive `pulumi destroy`, like the PVs do."""
+    recording = record("efs-shared")
+    points = access_points(recording)
+    for point in points.values():
+        assert point.protect and point.retain_on_delete, point.name
+    handles = recording.outputs["efs_volume_handles"]
+    assert handles == {
+        volume: f"{FILE_SYSTEM}::{points[claim].name}-id" for volume, (claim, _) in SHARED_VOLUMES.items()
+    }
+
+
+@pytest.mark.parametrize("key", ["default", "efs", "efs-nfs-shared"])
+def test_no_access_points_unless_the_shared_volumes_are_on_efs(key, record):
+    recording = record(key)
+    assert recording.of_type(ACCESS_POINT) == []
+    assert recording.outputs["efs_volume_handles"] == {}
+
+
+def test_efs_shared_backend_without_a_file_system_is_refused(run_program):
+    with pytest.raises(Exception, match=r"storage.shared_backend.kind efs.*cluster.efs"):
+        run_program(storage_program(False, EfsBackend(kind="efs")))
 
 
 # --- EFS-backed shared volumes need EFS ------------------------------------------------------------------------

@@ -106,15 +106,6 @@ def hub_chart(recording: offline.Recording) -> offline.Registration:
     return charts[0]
 
 
-def only(recording: offline.Recording, type_: str, **metadata) -> offline.Registration:
-    found = [
-        r for r in recording.of_type(type_)
-        if all(r.plain_inputs.get("metadata", {}).get(k) == v for k, v in metadata.items())
-    ]
-    assert len(found) == 1, f"expected one {type_} with {metadata}, found {[r.name for r in found]}"
-    return found[0]
-
-
 def image_of(recording: offline.Recording, folder: str) -> str:
     images = [i for i in recording.of_type(IMAGE) if i.plain_inputs["build"]["context"].endswith(f"/images/{folder}")]
     assert len(images) == 1
@@ -172,7 +163,7 @@ def test_hook_pre_puller_is_off():
 
 
 def test_singleuser_uses_the_platform_storage_class(dev):
-    storage_class = only(dev, STORAGE_CLASS).plain_inputs["metadata"]["name"]
+    storage_class = dev.only(STORAGE_CLASS).plain_inputs["metadata"]["name"]
     storage = hub_chart(dev).plain_inputs["values"]["singleuser"]["storage"]
     assert storage["type"] == "dynamic"
     assert storage["dynamic"]["storageClass"] == storage_class
@@ -217,7 +208,7 @@ def test_spark_defaults_configmap_points_notebooks_at_the_cluster(dev):
     conf_dir = values["extraEnv"]["SPARK_CONF_DIR"]
     [mount] = [m for m in values["storage"]["extraVolumeMounts"] if m["mountPath"] == conf_dir]
     [volume] = [v for v in values["storage"]["extraVolumes"] if v["name"] == mount["name"]]
-    config_map = only(dev, CONFIG_MAP, namespace="jupyterhub", name=volume["configMap"]["name"])
+    config_map = dev.only(CONFIG_MAP, namespace="jupyterhub", name=volume["configMap"]["name"])
 
     conf = spark_conf(config_map.plain_inputs["data"]["spark-defaults.conf"])
     assert conf["spark.master"] == "k8s://https://kubernetes.default.svc:443"
@@ -226,7 +217,7 @@ def test_spark_defaults_configmap_points_notebooks_at_the_cluster(dev):
     assert conf["spark.kubernetes.container.image"] == image_of(dev, "spark")
     executor_sa = conf["spark.kubernetes.authenticate.executor.serviceAccountName"]
     assert executor_sa == SparkConfig().executor_service_account
-    only(dev, SERVICE_ACCOUNT, namespace="spark", name=executor_sa)
+    dev.only(SERVICE_ACCOUNT, namespace="spark", name=executor_sa)
     assert conf["spark.driver.host"] == "${env:POD_IP}"
     assert conf["spark.driver.bindAddress"] == "0.0.0.0"
     assert conf["spark.driver.port"].isdigit() and conf["spark.driver.blockManager.port"].isdigit()
@@ -247,8 +238,8 @@ def test_notebooks_are_bound_to_the_spark_driver_role(dev):
     """A notebook may start executors in the Spark namespace, through the driver Role, and nothing more."""
     values = hub_chart(dev).plain_inputs["values"]
     notebook_sa = values["singleuser"]["serviceAccountName"]
-    only(dev, SERVICE_ACCOUNT, namespace="jupyterhub", name=notebook_sa)
-    driver_role = only(dev, ROLE, namespace="spark").plain_inputs["metadata"]["name"]
+    dev.only(SERVICE_ACCOUNT, namespace="jupyterhub", name=notebook_sa)
+    driver_role = dev.only(ROLE, namespace="spark").plain_inputs["metadata"]["name"]
     bindings = [
         b for b in dev.of_type(ROLE_BINDING)
         if {"kind": "ServiceAccount", "name": notebook_sa, "namespace": "jupyterhub"} in b.plain_inputs["subjects"]

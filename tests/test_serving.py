@@ -150,15 +150,6 @@ def chart(recording: offline.Recording, release: str) -> offline.Registration:
     return found
 
 
-def only(recording: offline.Recording, type_: str, **metadata) -> offline.Registration:
-    found = [
-        r for r in recording.of_type(type_)
-        if all(r.plain_inputs.get("metadata", {}).get(k) == v for k, v in metadata.items())
-    ]
-    assert len(found) == 1, f"expected one {type_} with {metadata}, found {[r.name for r in found]}"
-    return found[0]
-
-
 def requested(resources: dict) -> tuple[int, int]:
     return millicores_of(resources["requests"]["cpu"]), bytes_of(resources["requests"]["memory"])
 
@@ -334,9 +325,9 @@ def test_component_defaults(defaults):
         "kserve-runtime-configs": ("oci://ghcr.io/kserve/charts/kserve-runtime-configs", "v0.20.0", "kserve"),
     }
     assert chart(defaults, "cert-manager").plain_inputs["repositoryOpts"] == {"repo": "https://charts.jetstack.io"}
-    isvc = only(defaults, ISVC, namespace="models", name="sklearn-iris")
+    isvc = defaults.only(ISVC, namespace="models", name="sklearn-iris")
     assert isvc.plain_inputs["spec"]["predictor"]["model"]["storageUri"] == "pvc://shared-data/models/sklearn-iris"
-    only(defaults, PVC, namespace="models", name="shared-data")
+    defaults.only(PVC, namespace="models", name="shared-data")
     assert defaults.outputs["example_url"] == example_url("sklearn-iris", "models")
     assert (defaults.outputs["namespace"], defaults.outputs["serving_namespace"]) == ("kserve", "models")
 
@@ -348,10 +339,10 @@ def test_component_custom(custom):
     assert chart(custom, "cert-manager").plain_inputs["namespace"] == "certs"
     for release in ("kserve-crd", "kserve", "kserve-runtime-configs"):
         assert chart(custom, release).plain_inputs["namespace"] == "kserve-system"
-    isvc = only(custom, ISVC, namespace="inference", name="churn")
+    isvc = custom.only(ISVC, namespace="inference", name="churn")
     model = isvc.plain_inputs["spec"]["predictor"]["model"]
     assert (model["modelFormat"]["name"], model["runtime"], model["storageUri"]) == ("xgboost", "kserve-xgbserver", "s3://models/churn/v3")
-    only(custom, PVC, namespace="inference", name="shared-data")
+    custom.only(PVC, namespace="inference", name="shared-data")
     assert custom.outputs["example_url"] == "http://churn-predictor.inference.svc.cluster.local/v1/models/churn:predict"
 
 
@@ -369,10 +360,10 @@ def test_first_up_on_an_empty_cluster_goes_in_order(defaults):
     assert cert_manager.urn in controller.depends_on
     assert crds.urn in controller.depends_on
     assert controller.urn in runtimes.depends_on
-    isvc = only(defaults, ISVC)
+    isvc = defaults.only(ISVC)
     for prerequisite in (crds, controller, runtimes):
         assert prerequisite.urn in isvc.depends_on
-    assert only(defaults, PVC, namespace="models").urn in isvc.depends_on
+    assert defaults.only(PVC, namespace="models").urn in isvc.depends_on
     namespaces = {r.plain_inputs["metadata"]["name"]: r.urn for r in defaults.of_type(NAMESPACE)}
     assert namespaces["cert-manager"] in cert_manager.depends_on
     assert namespaces["kserve"] in crds.depends_on

@@ -112,15 +112,6 @@ def custom(run_program) -> offline.Recording:
     return _recordings["custom"]
 
 
-def only(recording: offline.Recording, type_: str, **metadata) -> offline.Registration:
-    found = [
-        r for r in recording.of_type(type_)
-        if all(r.plain_inputs.get("metadata", {}).get(k) == v for k, v in metadata.items())
-    ]
-    assert len(found) == 1, f"expected one {type_} with {metadata}, found {[r.name for r in found]}"
-    return found[0]
-
-
 def operator_chart(recording: offline.Recording) -> offline.Registration:
     charts = [c for c in recording.charts() if c.plain_inputs["chart"] == "spark-operator"]
     assert len(charts) == 1
@@ -172,7 +163,7 @@ def test_custom_config_reaches_spark_defaults():
 @pytest.mark.reference
 def test_custom_config_reaches_the_sparkapplication(custom):
     """The example job runs in the configured namespace with the configured executors."""
-    app = only(custom, SPARK_APPLICATION)
+    app = custom.only(SPARK_APPLICATION)
     inputs = app.plain_inputs
     assert inputs["metadata"]["namespace"] == "analytics"
     executor = inputs["spec"]["executor"]
@@ -243,15 +234,15 @@ def test_driver_role_grants_what_the_operator_chart_grants(which, request):
     """The driver may manage exactly the objects Spark creates for a job, and only in the job namespace."""
     recording: offline.Recording = request.getfixturevalue(which)
     namespace = "spark" if which == "dev" else "analytics"
-    role = only(recording, ROLE, namespace=namespace)
+    role = recording.only(ROLE, namespace=namespace)
     assert normalised(role.plain_inputs["rules"]) == normalised(UPSTREAM_SPARK_ROLE_RULES)
 
-    binding = only(recording, ROLE_BINDING, namespace=namespace, name="spark-driver")
+    binding = recording.only(ROLE_BINDING, namespace=namespace, name="spark-driver")
     ref = binding.plain_inputs["roleRef"]
     assert ref == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role.plain_inputs["metadata"]["name"]}
     sa = SparkConfig().driver_service_account
     assert binding.plain_inputs["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}]
-    only(recording, SERVICE_ACCOUNT, namespace=namespace, name=sa)
+    recording.only(SERVICE_ACCOUNT, namespace=namespace, name=sa)
 
 
 def test_no_cluster_wide_rbac(dev):
@@ -265,7 +256,7 @@ def test_no_cluster_wide_rbac(dev):
 
 def test_executor_service_account_has_no_token(dev):
     """Executors run arbitrary user code; they get no API credentials."""
-    sa = only(dev, SERVICE_ACCOUNT, namespace="spark", name=SparkConfig().executor_service_account)
+    sa = dev.only(SERVICE_ACCOUNT, namespace="spark", name=SparkConfig().executor_service_account)
     assert sa.plain_inputs["automountServiceAccountToken"] is False
 
 
@@ -275,7 +266,7 @@ def test_executor_service_account_has_no_token(dev):
 @pytest.mark.reference
 def test_sparkapplication_waits_for_the_operator_and_uses_the_built_image(dev):
     """The job is sent only once the operator (CRD, webhook) is installed, and runs the image the stack built."""
-    app = only(dev, SPARK_APPLICATION)
+    app = dev.only(SPARK_APPLICATION)
     assert operator_chart(dev).urn in app.depends_on
     image = spark_image(dev)
     assert app.plain_inputs["spec"]["image"] == image.plain_inputs["imageName"]
@@ -295,9 +286,9 @@ def test_example_job_can_be_turned_off(run_program):
 def test_history_server_reads_the_event_log_jobs_and_notebooks_write(dev):
     """Every finished job shows up in the history server: all three use one event-log folder on one volume."""
     written_by_notebooks = spark_defaults(SparkConfig(), IMAGE_REF, "IfNotPresent")["spark.eventLog.dir"]
-    app_conf = only(dev, SPARK_APPLICATION).plain_inputs["spec"]["sparkConf"]
+    app_conf = dev.only(SPARK_APPLICATION).plain_inputs["spec"]["sparkConf"]
     written_by_jobs = app_conf["spark.eventLog.dir"]
-    deployment = only(dev, DEPLOYMENT, namespace="spark")
+    deployment = dev.only(DEPLOYMENT, namespace="spark")
     read_by_history = history_opts(deployment)["spark.history.fs.logDirectory"]
     assert written_by_notebooks == written_by_jobs == read_by_history
     assert read_by_history.startswith("file:///")
@@ -308,7 +299,7 @@ def test_history_server_reads_the_event_log_jobs_and_notebooks_write(dev):
     claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
     mounts = {m["mountPath"]: claims[m["name"]] for m in pod["containers"][0]["volumeMounts"] if m["name"] in claims}
     [history_claim] = [claim for path, claim in mounts.items() if folder == path or folder.startswith(path + "/")]
-    only(dev, PVC, namespace="spark", name=history_claim)
+    dev.only(PVC, namespace="spark", name=history_claim)
 
     # ... and the SparkPi driver mounts that same claim at that same path.
     prefix = f"spark.kubernetes.driver.volumes.persistentVolumeClaim.{history_claim}"
@@ -319,7 +310,7 @@ def test_history_server_reads_the_event_log_jobs_and_notebooks_write(dev):
 
 def test_history_server_container_is_production_ready(dev):
     """Requests/limits, a readiness probe and a non-root user on every container."""
-    deployment = only(dev, DEPLOYMENT, namespace="spark")
+    deployment = dev.only(DEPLOYMENT, namespace="spark")
     pod = deployment.plain_inputs["spec"]["template"]["spec"]
     for container in pod["containers"]:
         resources = container["resources"]
@@ -334,8 +325,8 @@ def test_history_server_container_is_production_ready(dev):
 
 def test_history_service_selects_the_history_pods(dev):
     """The history URL reaches the history server's pods (selector and port line up)."""
-    deployment = only(dev, DEPLOYMENT, namespace="spark")
-    service = only(dev, SERVICE, namespace="spark", name=deployment.plain_inputs["metadata"]["name"])
+    deployment = dev.only(DEPLOYMENT, namespace="spark")
+    service = dev.only(SERVICE, namespace="spark", name=deployment.plain_inputs["metadata"]["name"])
     template = deployment.plain_inputs["spec"]["template"]
     pod_labels = template["metadata"]["labels"]
     for selector in (service.plain_inputs["spec"]["selector"], deployment.plain_inputs["spec"]["selector"]["matchLabels"]):

@@ -97,7 +97,7 @@ def test_versions_that_do_not_match_name_both_keys():
         jupyterhub=JupyterHubConfig.model_construct(notebook=NotebookConfig.model_construct(pyspark_version="4.1.1")),
     )
     with pytest.raises(ValueError, match="dataplatform:spark.version 4.2.0 does not match dataplatform:jupyterhub.notebook.pyspark_version 4.1.1"):
-        config._versions_match()
+        config._check_versions_match()
 
 
 def test_resources_that_do_not_fit_the_minikube_profile_are_refused():
@@ -158,3 +158,10 @@ def test_a_bare_number_for_a_size_says_what_is_missing():
 def test_a_load_balancer_ui_on_minikube_is_refused_before_render():
     found = problems(with_value(dev_raw(), "kubeflow_pipelines.ui_service_type", "LoadBalancer"))
     assert "dataplatform:kubeflow_pipelines.ui_service_type LoadBalancer" in found[0] and "dataplatform:cluster" in found[0]
+
+
+def test_every_failing_cross_area_rule_is_reported_at_once():
+    raw = with_value(with_value(dev_raw(), "spark.executor.instances", 8), "tensorboard.namespace", "spark")
+    found = problems(raw)
+    assert any("give each component its own namespace" in p for p in found), found
+    assert any("more than the Minikube profile has" in p for p in found), found

@@ -3,7 +3,10 @@
 Ground truth: Kubernetes' PersistentVolume binding rules (a PV with `claimRef` binds only that
 claim; a claim with `volumeName` binds only that PV; `storageClassName: ""` pairs only with ""), and
 the PersistentVolumeClaimResize admission plugin (plugin/pkg/admission/storage/persistentvolume/resize),
-which refuses to grow a claim unless its StorageClass is non-empty and allows volume expansion.
+which refuses to grow a claim unless its StorageClass is non-empty and allows volume expansion; the
+aws-efs-csi-driver's static provisioning (examples/kubernetes/efs/static_provisioning, access_points):
+a PV with `csi.driver: efs.csi.aws.com` and `volumeHandle: "<FileSystemId>::<AccessPointId>"`, and
+its static examples' empty `storageClassName` on PV and claim (aws-efs-csi-driver PR #423).
 """
 
 from __future__ import annotations
@@ -12,12 +15,30 @@ import copy
 import re
 import shlex
 
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
 import pytest
 from pydantic import ValidationError
 
+from components.cloud_storage import EBS_PROVISIONER, BucketNames, CloudStorage, CloudStorageArgs
 from components.kubernetes_types import bytes_of
-from components.storage import HostPathBackend, NfsBackend, SharedVolumeConfig, StorageConfig, persistent_volume_spec
+from components.stack import ConfigError, parse_stack_config, raw_stack_config
+from components.storage import (
+    SHARED_VOLUMES,
+    EfsBackend,
+    HostPathBackend,
+    NfsBackend,
+    PlatformStorage,
+    SharedVolumeConfig,
+    StorageConfig,
+    efs_volume_handle,
+    persistent_volume_spec,
+)
+from policy.rules import Context, check
 from tools import offline
+from tools.render import manifest
+from tools.schemas import validate_manifest
 
 PV = "kubernetes:core/v1:PersistentVolume"
 PVC = "kubernetes:core/v1:PersistentVolumeClaim"
@@ -32,6 +53,17 @@ DEV_STORAGE = {
 }
 NFS_STORAGE = {**DEV_STORAGE, "shared_backend": {"kind": "nfs", "server": "nfs.example.internal", "root": "/exports/dataplatform"}}
 GROWN_STORAGE = {**DEV_STORAGE, "event_logs": {"capacity": "10Gi"}}
+EFS_STORAGE = {**DEV_STORAGE, "shared_backend": {"kind": "efs"}}
+FILE_SYSTEM = "fs-0123456789abcdef0"
+HANDLE = f"{FILE_SYSTEM}::fsap-0123456789abcdef0"
+# What __main__.py mounts where (with every ML component on).
+NAMESPACES = {
+    "spark": ["event_logs", "shared_data"],
+    "jupyterhub": ["event_logs", "shared_data"],
+    "tensorboard": ["shared_data"],
+    "models": ["shared_data"],
+    "kubeflow": ["event_logs", "shared_data"],
+}
 
 _recordings: dict[str, offline.Recording] = {}
 
@@ -177,6 +209,149 @@ def test_host_path_backend_is_the_default():
     assert "nfs" not in spec
 
 
+def test_efs_backend_gives_a_static_efs_csi_source():
+    """The EFS CSI driver mounts the access point the handle names; the PV stays RWX, Retain, classless, pre-bound."""
+    config = StorageConfig.model_validate(EFS_STORAGE)
+    spec = persistent_volume_spec(config, "shared_data", "jupyterhub", HANDLE)
+    assert spec["csi"] == {"driver": "efs.csi.aws.com", "volumeHandle": HANDLE}
+    assert "hostPath" not in spec and "nfs" not in spec
+    assert spec["accessModes"] == ["ReadWriteMany"]
+    assert spec["persistentVolumeReclaimPolicy"] == "Retain"
+    assert spec["storageClassName"] == ""
+    assert spec["claimRef"] == {"namespace": "jupyterhub", "name": "shared-data"}
+    assert spec["capacity"] == {"storage": "20Gi"}
+
+
+def test_efs_volume_handle_is_file_system_and_access_point_with_no_subpath():
+    assert efs_volume_handle(FILE_SYSTEM, "fsap-0123456789abcdef0") == HANDLE
+
+
+def test_efs_backend_root_defaults_to_dataplatform():
+    assert StorageConfig.model_validate(EFS_STORAGE).shared_backend == EfsBackend(kind="efs", root="/dataplatform")
+
+
+def test_a_volume_handle_goes_with_the_efs_backend_only():
+    """An EFS PV without its access point would not mount; a handle beside hostPath or NFS is a wiring mistake."""
+    with pytest.raises(ValueError, match="storage.shared_backend.kind efs needs the EFS volume handle"):
+        persistent_volume_spec(StorageConfig.model_validate(EFS_STORAGE), "event_logs", "spark")
+    with pytest.raises(ValueError, match="storage.shared_backend.kind nfs takes no EFS volume handle"):
+        persistent_volume_spec(StorageConfig.model_validate(NFS_STORAGE), "event_logs", "spark", HANDLE)
+
+
+def efs_program(storage: dict = EFS_STORAGE, handles: bool = True):
+    """CloudStorage's access points handed to PlatformStorage, as __main__.py wires them on EKS, and a
+    claim in every namespace as the components make them."""
+
+    def program():
+        config = StorageConfig.model_validate(storage)
+        aws_provider = aws.Provider("aws", region="eu-west-1")
+        cluster = k8s.Provider("k8s", kubeconfig="kubeconfig-of-the-test-cluster")
+        on_cluster = pulumi.ResourceOptions(providers=[cluster])
+        cloud = CloudStorage(
+            "cloud-storage",
+            CloudStorageArgs(
+                buckets=BucketNames(event_logs="acme-dp-event-logs", artifacts="acme-dp-artifacts", data="acme-dp-data"),
+                shared_backend=config.shared_backend,
+            ),
+            aws_provider,
+            partition="aws",
+            efs_file_system_id=FILE_SYSTEM,
+            opts=on_cluster,
+        )
+        platform = PlatformStorage(
+            "storage",
+            config,
+            provisioner=EBS_PROVISIONER,
+            namespaces=NAMESPACES,
+            storage_class=cloud.storage_class,
+            efs_volume_handles=cloud.efs_volume_handles if handles else None,
+            opts=on_cluster,
+        )
+        for namespace, volumes in NAMESPACES.items():
+            consumer = pulumi.ComponentResource("test:index:Consumer", f"consumer-{namespace}", None, on_cluster)
+            for volume in volumes:
+                platform.claim(volume, namespace, consumer)
+
+    return program
+
+
+@pytest.fixture
+def efs(run_program) -> offline.Recording:
+    if "efs" not in _recordings:
+        _recordings["efs"] = run_program(efs_program())
+    return _recordings["efs"]
+
+
+def test_efs_pvs_mount_their_volume_through_the_efs_csi_driver(efs):
+    """Every (namespace, volume) PV: static EFS CSI, RWX, Retain, protected and retained, pre-bound."""
+    found = set()
+    for pv in pvs(efs):
+        spec = pv.plain_inputs["spec"]
+        assert spec["csi"]["driver"] == "efs.csi.aws.com"
+        assert spec["csi"]["volumeHandle"].startswith(f"{FILE_SYSTEM}::")
+        assert "hostPath" not in spec and "nfs" not in spec
+        assert spec["accessModes"] == ["ReadWriteMany"]
+        assert spec["persistentVolumeReclaimPolicy"] == "Retain" and spec["storageClassName"] == ""
+        assert pv.protect is True and pv.retain_on_delete is True, pv.name
+        found.add((spec["claimRef"]["namespace"], spec["claimRef"]["name"]))
+    expected = {(ns, SHARED_VOLUMES[v][0]) for ns, volumes in NAMESPACES.items() for v in volumes}
+    assert found == expected and len(pvs(efs)) == len(expected)
+
+
+def test_every_namespace_mounts_the_same_access_point_for_the_same_volume(efs):
+    """A notebook, a Spark job, TensorBoard and a model server see the same files: one access point per
+    volume, and every PV of that volume names it."""
+    points = {p.name: p for p in efs.of_type("aws:efs/accessPoint:AccessPoint")}
+    handles: dict[str, set[str]] = {}
+    for pv in pvs(efs):
+        spec = pv.plain_inputs["spec"]
+        handles.setdefault(spec["claimRef"]["name"], set()).add(spec["csi"]["volumeHandle"])
+    assert set(handles) == {claim for claim, _ in SHARED_VOLUMES.values()}
+    for claim, found in handles.items():
+        point = points[f"cloud-storage-{claim}"]
+        assert found == {f"{point.plain_inputs['fileSystemId']}::{point.name}-id"}, claim
+        assert point.plain_inputs["rootDirectory"]["path"] == f"/dataplatform/{claim}"
+    assert len(set().union(*handles.values())) == len(SHARED_VOLUMES)  # different volumes, different folders
+
+
+def test_efs_claims_bind_their_own_pv(efs):
+    by_name = {pv.plain_inputs["metadata"]["name"]: pv.plain_inputs["spec"] for pv in pvs(efs)}
+    for claim in pvcs(efs):
+        meta, spec = claim.plain_inputs["metadata"], claim.plain_inputs["spec"]
+        pv = by_name[spec["volumeName"]]
+        assert pv["claimRef"] == {"namespace": meta["namespace"], "name": meta["name"]}
+        assert spec["storageClassName"] == pv["storageClassName"] == ""
+        assert claim.protect is True and claim.retain_on_delete is True, claim.name
+
+
+def test_efs_manifests_pass_the_kubernetes_schema_and_mandatory_policies(efs):
+    objects = efs.kubernetes_objects()
+    assert {r.inputs["kind"] for r in objects} >= {"PersistentVolume", "PersistentVolumeClaim"}
+    for registration in objects:
+        obj = manifest(registration.plain_inputs)
+        assert validate_manifest(obj, "1.34.0") == [], obj["metadata"]
+        mandatory = [v for v in check(obj, Context(protect=registration.protect)) if v.enforcement == "mandatory"]
+        assert mandatory == [], [str(v) for v in mandatory]
+
+
+def test_efs_backend_without_volume_handles_is_refused(run_program):
+    with pytest.raises(Exception, match=r"storage.shared_backend.kind efs: no EFS volume handle for event_logs, shared_data"):
+        run_program(efs_program(handles=False))
+
+
+def test_volume_handles_with_another_backend_are_refused(run_program):
+    """Handles for an nfs backend mean CloudStorage and PlatformStorage were given different backends."""
+
+    def program():
+        PlatformStorage(
+            "storage", StorageConfig.model_validate(NFS_STORAGE), provisioner=EBS_PROVISIONER,
+            namespaces={"spark": ["event_logs"]}, efs_volume_handles={"event_logs": HANDLE},
+        )
+
+    with pytest.raises(Exception, match="efs_volume_handles given, but storage.shared_backend.kind is nfs"):
+        run_program(program)
+
+
 # --- growing a volume -----------------------------------------------------------------------------
 
 
@@ -223,10 +398,86 @@ def test_growing_a_volume_does_not_resize_static_claims(dev, grown):
         (StorageConfig, {"shared_backend": {"kind": "ceph"}}, "shared_backend"),
         (StorageConfig, {"class_name": "Fast_SSD"}, "class_name"),
         (StorageConfig, {"eventlogs": {"capacity": "5Gi"}}, "eventlogs"),
+        (StorageConfig, {"shared_backend": {"kind": "efs", "root": "dataplatform"}}, "shared_backend.efs.root"),
+        (StorageConfig, {"shared_backend": {"kind": "efs", "root": "/a/b/c/d"}}, "shared_backend.efs.root"),
+        (StorageConfig, {"shared_backend": {"kind": "efs", "root": "/.hidden"}}, "shared_backend.efs.root"),
+        (StorageConfig, {"shared_backend": {"kind": "efs", "file_system_id": "fs-1"}}, "shared_backend.efs.file_system_id"),
     ],
     ids=["capacity-without-unit", "nested-capacity", "root-not-absolute", "nested-root", "nfs-root",
-         "unknown-backend", "class-name", "unknown-key"],
+         "unknown-backend", "class-name", "unknown-key", "efs-root-not-absolute", "efs-root-too-deep",
+         "efs-root-hidden", "efs-unknown-key"],
 )
 def test_invalid_storage_config_names_the_key(model, raw, key):
     with pytest.raises(ValidationError, match=re.escape(key)):
         model.model_validate(raw)
+
+
+def stack_raw(stack: str, **changes) -> dict:
+    raw = raw_stack_config(offline.stack_settings(stack))
+    for area, values in changes.items():
+        raw[area] = {**raw.get(area, {}), **values}
+    return raw
+
+
+def refusal(raw: dict) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config(raw)
+    [problem] = caught.value.problems
+    return problem
+
+
+EFS_BACKEND = {"shared_backend": {"kind": "efs"}}
+EXISTING = {"kind": "existing", "context": "ctx", "image_registry": "ghcr.io/acme"}
+
+
+def test_efs_backend_on_eks_with_efs_is_valid():
+    config = parse_stack_config(stack_raw("prod", storage=EFS_BACKEND, cluster={"efs": True}))
+    assert config.storage.shared_backend.kind == "efs" and config.cluster.efs is True
+
+
+@pytest.mark.parametrize(
+    "cluster",
+    [{"efs": False}, None, EXISTING],
+    ids=["eks-without-efs", "minikube", "existing-cluster"],
+)
+def test_efs_backend_without_an_efs_file_system_is_refused_naming_both_keys(cluster):
+    """An EFS-backed volume requested with no EFS: refused before anything is registered."""
+    raw = stack_raw("prod" if cluster == {"efs": False} else "dev", storage=EFS_BACKEND)
+    if cluster == EXISTING:
+        raw["cluster"] = EXISTING
+    elif cluster:
+        raw["cluster"] = {**raw["cluster"], **cluster}
+    problem = refusal(raw)
+    assert problem.startswith("dataplatform:storage.shared_backend.kind efs"), problem
+    assert "dataplatform:cluster.efs" in problem and "dataplatform:cluster.kind eks" in problem
+
+
+def test_eks_with_efs_may_keep_its_shared_volumes_on_nfs_but_not_on_host_paths():
+    nfs = {"shared_backend": {"kind": "nfs", "server": "nfs.example.internal", "root": "/exports/dataplatform"}}
+    assert parse_stack_config(stack_raw("prod", storage=nfs, cluster={"efs": True})).storage.shared_backend.kind == "nfs"
+    problem = refusal(stack_raw("prod", storage={"shared_backend": {"kind": "host_path"}}, cluster={"efs": True}))
+    assert "dataplatform:storage.shared_backend.kind host_path" in problem and "dataplatform:cluster" in problem
+    assert "use shared_backend.kind nfs or efs (with cluster.efs: true)" in problem
+
+
+def test_prod_keeps_its_shared_volumes_on_efs():
+    config = parse_stack_config(raw_stack_config(offline.stack_settings("prod")))
+    assert config.cluster.kind == "eks" and config.cluster.efs is True
+    assert config.storage.shared_backend == EfsBackend(kind="efs")
+
+
+def test_prod_stack_mounts_every_shared_volume_from_one_access_point(run_stack):
+    """The real program on the prod config: CloudStorage's handles reach PlatformStorage (__main__.py wiring)."""
+    prod = run_stack("prod")
+    points = {p.name: p for p in prod.of_type("aws:efs/accessPoint:AccessPoint")}
+    [file_system] = prod.of_type("aws:efs/fileSystem:FileSystem")
+    handles: dict[str, set[str]] = {}
+    for pv in pvs(prod):
+        spec = pv.plain_inputs["spec"]
+        assert spec["csi"]["driver"] == "efs.csi.aws.com" and pv.protect and pv.retain_on_delete, pv.name
+        handles.setdefault(spec["claimRef"]["name"], set()).add(spec["csi"]["volumeHandle"])
+    assert set(handles) == {claim for claim, _ in SHARED_VOLUMES.values()}
+    for claim, found in handles.items():
+        [point] = [p for name, p in points.items() if name.endswith(f"-{claim}")]
+        assert point.plain_inputs["fileSystemId"] == f"{file_system.name}-id"
+        assert found == {f"{file_system.name}-id::{point.name}-id"}, claim

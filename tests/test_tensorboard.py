@@ -86,15 +86,6 @@ def custom(run_program) -> offline.Recording:
     return recording(run_program, "custom", CUSTOM)
 
 
-def only(rec: offline.Recording, type_: str, **metadata) -> offline.Registration:
-    found = [
-        r for r in rec.of_type(type_)
-        if all(r.plain_inputs.get("metadata", {}).get(k) == v for k, v in metadata.items())
-    ]
-    assert len(found) == 1, f"expected one {type_} with {metadata}, found {[r.name for r in found]}"
-    return found[0]
-
-
 def container(deployment: offline.Registration) -> dict:
     [c] = deployment.plain_inputs["spec"]["template"]["spec"]["containers"]
     return c
@@ -123,12 +114,12 @@ def test_defaults(default):
     config = TensorBoardConfig()
     assert config.enabled and config.namespace == "tensorboard"
     assert config.requests() == (100, 256 * 2**20)
-    deployment = only(default, DEPLOYMENT, namespace="tensorboard", name="tensorboard")
+    deployment = default.only(DEPLOYMENT, namespace="tensorboard", name="tensorboard")
     c = container(deployment)
     assert c["image"] == IMAGE_REF and c["imagePullPolicy"] == "IfNotPresent"
     assert c["resources"] == {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "500m", "memory": "1Gi"}}
     assert flags(c["args"])["reload_interval"] == str(config.reload_interval_seconds)
-    only(default, NAMESPACE, name="tensorboard")
+    default.only(NAMESPACE, name="tensorboard")
     assert default.outputs["namespace"] == "tensorboard"
     assert default.outputs["url"] == f"http://tensorboard.tensorboard.svc:{PORT}"
 
@@ -136,12 +127,12 @@ def test_defaults(default):
 def test_custom_config(custom):
     """Namespace, resources and reload interval reach the objects, and the budget counts the requests."""
     assert CUSTOM.requests() == (250, bytes_of("512Mi"))
-    only(custom, NAMESPACE, name="ml-logs")
-    c = container(only(custom, DEPLOYMENT, namespace="ml-logs"))
+    custom.only(NAMESPACE, name="ml-logs")
+    c = container(custom.only(DEPLOYMENT, namespace="ml-logs"))
     assert c["resources"] == {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "2Gi"}}
     assert flags(c["args"])["reload_interval"] == "60"
     for type_ in (SERVICE, NETWORK_POLICY, PVC):
-        only(custom, type_, namespace="ml-logs")
+        custom.only(type_, namespace="ml-logs")
     assert custom.outputs["url"] == f"http://tensorboard.ml-logs.svc:{PORT}"
 
 
@@ -181,7 +172,7 @@ def test_reads_the_log_dir_from_the_shared_data_claim_read_only(which, request):
     assert mount_path == "/mnt/shared-data"
     assert LOG_DIR == "/mnt/shared-data/tensorboard"
 
-    deployment = only(rec, DEPLOYMENT, namespace=namespace)
+    deployment = rec.only(DEPLOYMENT, namespace=namespace)
     pod = deployment.plain_inputs["spec"]["template"]["spec"]
     claims = {v["name"]: v["persistentVolumeClaim"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
     [mount] = [m for m in container(deployment)["volumeMounts"] if m["name"] in claims]
@@ -189,7 +180,7 @@ def test_reads_the_log_dir_from_the_shared_data_claim_read_only(which, request):
     assert claims[mount["name"]] == {"claimName": claim_name, "readOnly": True}
 
     # The claim exists in TensorBoard's namespace, bound to the PV PlatformStorage made for it.
-    claim = only(rec, PVC, namespace=namespace, name=claim_name)
+    claim = rec.only(PVC, namespace=namespace, name=claim_name)
     assert claim.plain_inputs["spec"]["volumeName"] == f"storage-{claim_name}-{namespace}"
     assert claim.urn in deployment.depends_on
 
@@ -200,7 +191,7 @@ def test_reads_the_log_dir_from_the_shared_data_claim_read_only(which, request):
 
 def test_serves_on_all_interfaces_of_the_pod(default):
     """Without --bind_all TensorBoard listens on localhost only and the Service reaches nothing."""
-    c = container(only(default, DEPLOYMENT, namespace="tensorboard"))
+    c = container(default.only(DEPLOYMENT, namespace="tensorboard"))
     parsed = flags(c["args"])
     assert "bind_all" in parsed and "host" not in parsed
     assert parsed["port"] == str(PORT)
@@ -226,7 +217,7 @@ def test_every_manifest_validates_and_passes_the_mandatory_policies(which, reque
 
 def test_pod_runs_restricted(default):
     """Non-root as the image's user in the shared group, no token, no escalation, read-only root."""
-    deployment = only(default, DEPLOYMENT, namespace="tensorboard")
+    deployment = default.only(DEPLOYMENT, namespace="tensorboard")
     pod = deployment.plain_inputs["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
     security = pod["securityContext"]
@@ -240,13 +231,13 @@ def test_pod_runs_restricted(default):
     volumes = {v["name"]: v for v in pod["volumes"]}
     [tmp] = [m for m in c["volumeMounts"] if m["mountPath"] == "/tmp"]
     assert "emptyDir" in volumes[tmp["name"]]
-    namespace = only(default, NAMESPACE, name="tensorboard")
+    namespace = default.only(NAMESPACE, name="tensorboard")
     assert namespace.plain_inputs["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
 
 def test_service_selects_the_pods_and_targets_the_named_port(default):
-    deployment = only(default, DEPLOYMENT, namespace="tensorboard")
-    service = only(default, SERVICE, namespace="tensorboard")
+    deployment = default.only(DEPLOYMENT, namespace="tensorboard")
+    service = default.only(SERVICE, namespace="tensorboard")
     template = deployment.plain_inputs["spec"]["template"]
     pod_labels = template["metadata"]["labels"]
     spec = service.plain_inputs["spec"]
@@ -260,8 +251,8 @@ def test_service_selects_the_pods_and_targets_the_named_port(default):
 
 
 def test_network_policy_opens_only_the_ui_port_and_no_egress(default):
-    deployment = only(default, DEPLOYMENT, namespace="tensorboard")
-    policy = only(default, NETWORK_POLICY, namespace="tensorboard").plain_inputs["spec"]
+    deployment = default.only(DEPLOYMENT, namespace="tensorboard")
+    policy = default.only(NETWORK_POLICY, namespace="tensorboard").plain_inputs["spec"]
     pod_labels = deployment.plain_inputs["spec"]["template"]["metadata"]["labels"]
     assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
     assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]

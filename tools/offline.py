@@ -60,6 +60,15 @@ class Recording:
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.resources if r.type == type_]
 
+    def only(self, type_: str, **metadata) -> Registration:
+        """The one resource of `type_` whose `metadata` has these values (fails unless exactly one)."""
+        found = [
+            r for r in self.of_type(type_)
+            if all(r.plain_inputs.get("metadata", {}).get(k) == v for k, v in metadata.items())
+        ]
+        assert len(found) == 1, f"expected one {type_} with {metadata}, found {[r.name for r in found]}"
+        return found[0]
+
     def by_urn(self, urn: str) -> Registration:
         return next(r for r in self.resources if r.urn == urn)
 
