@@ -262,30 +262,40 @@ def dockerfile_args(folder: str) -> dict[str, str]:
     return dict(re.findall(r"^ARG (\w+)=(\S+)$", text, re.MULTILINE))
 
 
-def added_jars(folder: str) -> dict[str, str]:
-    """URL -> destination folder of every `ADD --chmod=644 <url> <dest>/`, ARGs substituted."""
-    path = offline.ROOT / "images" / folder / "Dockerfile"
+# The SHA-1 Maven Central publishes beside each jar (`<jar>.sha1`), as recorded by two unrelated
+# projects that pin these same jars.
+MAVEN = "https://repo1.maven.org/maven2"
+MAVEN_SHA1 = {
+    f"{MAVEN}/org/apache/hadoop/hadoop-aws/3.5.0/hadoop-aws-3.5.0.jar": "9e594525d264c0db653c7f68da98b245f7d61ea5",
+    f"{MAVEN}/software/amazon/awssdk/bundle/2.35.4/bundle-2.35.4.jar": "7252265e3970b214708e68a8b74a8fa8c875af1e",
+    f"{MAVEN}/software/amazon/s3/analyticsaccelerator/analyticsaccelerator-s3/1.3.1/analyticsaccelerator-s3-1.3.1.jar":
+        "6c9bd0f6c440c9a78e82d272f5f0252d942419f6",
+}
+
+
+def fetched_jars(folder: str) -> tuple[dict[str, str], str]:
+    """The builder stage's downloads (URL -> pinned SHA-1 of the file it is saved as), ARGs
+    substituted, and where the final stage copies them."""
+    text = (offline.ROOT / "images" / folder / "Dockerfile").read_text()
     args = dockerfile_args(folder)
     resolve = lambda value: re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], value)  # noqa: E731
-    adds = re.findall(r"^ADD --chmod=644 (\S+) (\S+)/$", path.read_text(), re.MULTILINE)
-    assert len(adds) == len(re.findall(r"^ADD ", path.read_text(), re.MULTILINE)), "every ADD is a readable jar"
-    return {resolve(url): resolve(dest) for url, dest in adds}
+    assert not re.search(r"^ADD ", text, re.MULTILINE), "jars are fetched and checked in the builder stage, not ADDed"
+    urls = [resolve(u) for u in re.findall(r'^\s+"(\$\{MAVEN\}/\S+\.jar)" \\$', text, re.MULTILINE)]
+    checked = {resolve(path): resolve(sha) for sha, path in re.findall(r'^\s+"(\$\{\w+_SHA1\})" "(/tmp/s3a/\S+)"', text, re.MULTILINE)}
+    assert "sha1sum --check --strict -" in text
+    [dest] = re.findall(r"^COPY --from=s3a-connector /tmp/s3a/ (\S+)/$", text, re.MULTILINE)
+    return {url: checked[f"/tmp/s3a/{url.rsplit('/', 1)[1]}"] for url in urls}, resolve(dest)
 
 
 @pytest.mark.parametrize("folder, jars", [("spark", "/opt/spark/jars"), ("notebook", "/usr/local/lib/python3.10/site-packages/pyspark/jars")])
 def test_images_add_the_s3a_connector_of_sparks_hadoop(folder, jars):
-    """hadoop-aws must be the Hadoop release Spark ships, with the SDK bundle and accelerator that release uses."""
+    """hadoop-aws must be the Hadoop release Spark ships, with the SDK bundle and accelerator that
+    release uses, each checked against Maven Central's own checksum."""
     args = dockerfile_args(folder)
     assert (args["HADOOP_VERSION"], args["AWS_SDK_VERSION"], args["ANALYTICS_ACCELERATOR_VERSION"]) == (
         HADOOP_VERSION, AWS_SDK_VERSION, ANALYTICS_ACCELERATOR_VERSION
     )
-    maven = "https://repo1.maven.org/maven2"
-    assert added_jars(folder) == {
-        f"{maven}/org/apache/hadoop/hadoop-aws/{HADOOP_VERSION}/hadoop-aws-{HADOOP_VERSION}.jar": jars,
-        f"{maven}/software/amazon/awssdk/bundle/{AWS_SDK_VERSION}/bundle-{AWS_SDK_VERSION}.jar": jars,
-        f"{maven}/software/amazon/s3/analyticsaccelerator/analyticsaccelerator-s3/{ANALYTICS_ACCELERATOR_VERSION}/"
-        f"analyticsaccelerator-s3-{ANALYTICS_ACCELERATOR_VERSION}.jar": jars,
-    }
+    assert fetched_jars(folder) == (MAVEN_SHA1, jars)
     # The build itself checks that the Hadoop client it adds to is HADOOP_VERSION.
     text = (offline.ROOT / "images" / folder / "Dockerfile").read_text()
     assert "hadoop-client-api-${HADOOP_VERSION}.jar" in text
