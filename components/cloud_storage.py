@@ -220,9 +220,9 @@ def history_server_s3_policy(event_log_bucket_arn: str) -> dict:
     return s3_policy(read_only=[event_log_bucket_arn])
 
 
-def pipelines_s3_policy(artifact_bucket_arn: str) -> dict:
-    """Pipeline runs: read and write their artifacts."""
-    return s3_policy(read_write=[artifact_bucket_arn])
+def pipelines_s3_policy(artifact_bucket_arn: str, event_log_bucket_arn: str) -> dict:
+    """Pipeline runs: read and write their artifacts; their Spark steps write event logs."""
+    return s3_policy(read_write=[artifact_bucket_arn, event_log_bucket_arn])
 
 
 def notebook_s3_policy(event_log_bucket_arn: str, data_bucket_arn: str, artifact_bucket_arn: str) -> dict:
@@ -358,7 +358,7 @@ class CloudStorage(pulumi.ComponentResource):
         )
         self.spark_policy = json.dumps(spark_s3_policy(arns["event_logs"], arns["data"]))
         self.history_server_policy = json.dumps(history_server_s3_policy(arns["event_logs"]))
-        self.pipelines_policy = json.dumps(pipelines_s3_policy(arns["artifacts"]))
+        self.pipelines_policy = json.dumps(pipelines_s3_policy(arns["artifacts"], arns["event_logs"]))
         self.notebook_policy = json.dumps(notebook_s3_policy(arns["event_logs"], arns["data"], arns["artifacts"]))
         self.register_outputs({
             "storage_class": self.storage_class,

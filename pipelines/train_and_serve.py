@@ -1,8 +1,9 @@
 """Example Kubeflow Pipelines v2 pipeline: prepare data with Spark, train, log to TensorBoard, serve.
 
     prepare-data  the stack's Spark image, PySpark in local mode (`prepare_data.py`): a synthetic
-                  labelled table as CSV on the shared-data volume; its event log on the Spark
-                  event-log volume, so the history server shows the run
+                  labelled table as CSV on the shared-data volume; its event log where the
+                  stack's history server reads (`spark_event_log_dir`: the Spark event-log volume
+                  by default, the S3 prefix on EKS), so the history server shows the run
     train         scikit-learn in a pinned Python image: logistic regression, one solver
                   iteration at a time with TensorBoard scalars for each, `model.joblib`, KFP metrics
     deploy        a KServe InferenceService (`inference_service.py`) applied with the Kubernetes
@@ -34,6 +35,10 @@ PIPELINE_NAME = "train-and-serve"
 # That module needs Pulumi, which this virtualenv does not have; tests/test_pipeline.py keeps the two equal.
 SHARED_DATA = ("shared-data", "/mnt/shared-data")
 SPARK_EVENT_LOGS = ("spark-event-logs", "/mnt/spark-events")
+SPARK_EVENT_LOG_DIR = f"file://{SPARK_EVENT_LOGS[1]}"
+# S3A authenticates with the IRSA token EKS projects into the pod (as components/spark.py
+# S3A_CREDENTIALS_PROVIDER; a test keeps the two equal). Only an s3a:// path uses it.
+S3A_CREDENTIALS_PROVIDER = "software.amazon.awssdk.auth.credentials.WebIdentityTokenFileCredentialsProvider"
 # Group 100 owns the shared volumes (components/kubernetes_types.py SHARED_GROUP): every step runs
 # with it as primary group and a non-root user (185 is the Spark image's `spark`, components/spark.py).
 SHARED_GROUP = 100
@@ -64,6 +69,8 @@ PREPARE_DATA_SOURCE = (Path(__file__).resolve().parent / "prepare_data.py").read
 # `umask 002`: what a step creates on a shared volume stays writable for group 100.
 SPARK_SUBMIT = f"""\
 umask 002
+event_log_dir="$1"
+shift
 script="$(mktemp -d)/prepare_data.py"
 printf '%s' "$0" > "$script"
 exec /opt/spark/bin/spark-submit \\
@@ -71,7 +78,8 @@ exec /opt/spark/bin/spark-submit \\
   --driver-memory 1g \\
   --conf spark.ui.enabled=false \\
   --conf spark.eventLog.enabled=true \\
-  --conf spark.eventLog.dir=file://{SPARK_EVENT_LOGS[1]} \\
+  --conf "spark.eventLog.dir=$event_log_dir" \\
+  --conf spark.hadoop.fs.s3a.aws.credentials.provider={S3A_CREDENTIALS_PROVIDER} \\
   "$script" "$@"
 """
 
@@ -84,12 +92,13 @@ RESOURCES = {
 
 
 @dsl.container_component
-def prepare_data(run_id: str, rows: int, dataset_dir: dsl.OutputPath(str)):
+def prepare_data(run_id: str, rows: int, event_log_dir: str, dataset_dir: dsl.OutputPath(str)):
     """Write a synthetic labelled dataset as CSV to the shared-data volume with PySpark."""
     return dsl.ContainerSpec(
         image=SPARK_IMAGE_UNSET,
         command=["sh", "-ec", SPARK_SUBMIT, PREPARE_DATA_SOURCE],
         args=[
+            event_log_dir,
             "--output", dsl.ConcatPlaceholder([f"{SHARED_DATA[1]}/pipelines/{PIPELINE_NAME}/", run_id, "/dataset"]),
             "--rows", rows,
             "--output-path-file", dataset_dir,
@@ -238,15 +247,19 @@ def train_and_serve(
     model_name: str = "example-classifier",
     rows: int = 10000,
     iterations: int = 20,
+    spark_event_log_dir: str = SPARK_EVENT_LOG_DIR,
 ):
     """`spark_image`: the stack's Spark image, exactly as built (`pulumi stack output spark_image`).
+
+    `spark_event_log_dir`: where the stack's history server reads (`pulumi stack output
+    spark_event_log_dir`); the default is the event-log volume of Minikube and existing clusters.
 
     `serving_namespace` needs the `shared-data` claim (the model is read from it) and the run's
     service account needs rights on InferenceServices there.
     """
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 
-    prepare = prepare_data(run_id=run_id, rows=rows).set_container_image(spark_image)
+    prepare = prepare_data(run_id=run_id, rows=rows, event_log_dir=spark_event_log_dir).set_container_image(spark_image)
     _budget(prepare, "prepare-data")
     _mount(prepare, SHARED_DATA, SPARK_EVENT_LOGS)
     kubernetes.set_security_context(prepare, run_as_user=SPARK_UID, run_as_group=SHARED_GROUP, run_as_non_root=True)

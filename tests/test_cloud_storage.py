@@ -275,7 +275,10 @@ def grants(policy: dict) -> dict[str, set[str]]:
 POLICIES = {
     "spark": (spark_s3_policy(ARNS["event_logs"], ARNS["data"]), {ARNS["event_logs"]: READ_WRITE, ARNS["data"]: READ_WRITE}),
     "history_server": (history_server_s3_policy(ARNS["event_logs"]), {ARNS["event_logs"]: READ}),
-    "pipelines": (pipelines_s3_policy(ARNS["artifacts"]), {ARNS["artifacts"]: READ_WRITE}),
+    "pipelines": (
+        pipelines_s3_policy(ARNS["artifacts"], ARNS["event_logs"]),
+        {ARNS["artifacts"]: READ_WRITE, ARNS["event_logs"]: READ_WRITE},
+    ),
     "notebook": (
         notebook_s3_policy(ARNS["event_logs"], ARNS["data"], ARNS["artifacts"]),
         {ARNS["event_logs"]: READ_WRITE, ARNS["data"]: READ_WRITE, ARNS["artifacts"]: READ},

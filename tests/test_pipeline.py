@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from components.kubernetes_types import SHARED_GROUP, bytes_of, millicores_of
-from components.spark import SPARK_UID
+from components.spark import S3A_CREDENTIALS_PROVIDER, SPARK_UID
 from components.storage import SHARED_VOLUMES
 from pipelines.inference_service import inference_service
 from tools.schemas import validate_manifest
@@ -130,6 +130,7 @@ def test_pipeline_parameters(compiled):
         "model_name": {"parameterType": "STRING", "defaultValue": "example-classifier", "isOptional": True},
         "rows": {"parameterType": "NUMBER_INTEGER", "defaultValue": 10000.0, "isOptional": True},
         "iterations": {"parameterType": "NUMBER_INTEGER", "defaultValue": 20.0, "isOptional": True},
+        "spark_event_log_dir": {"parameterType": "STRING", "defaultValue": f"file://{EVENT_LOGS[1]}", "isOptional": True},
     }
     assert compiled[0]["pipelineInfo"]["name"] == "train-and-serve"
     assert compiled[0]["sdkVersion"] == f"kfp-{KFP_VERSION}"
@@ -176,7 +177,14 @@ def test_spark_step_runs_the_pyspark_job_in_local_mode(compiled):
     assert program_text == (ROOT / "pipelines" / "prepare_data.py").read_text()
     assert "/opt/spark/bin/spark-submit" in shell
     assert "--master 'local[*]'" in shell
-    assert f"spark.eventLog.dir=file://{EVENT_LOGS[1]}" in shell
+    # The event log goes where the history server reads: the parameter, passed as the script's first argument.
+    assert '--conf "spark.eventLog.dir=$event_log_dir"' in shell and 'event_log_dir="$1"\nshift\n' in shell
+    assert container["args"][0] == "{{$.inputs.parameters['event_log_dir']}}"
+    assert tasks(compiled)["prepare-data"]["inputs"]["parameters"]["event_log_dir"] == {
+        "componentInputParameter": "spark_event_log_dir"
+    }
+    # On S3 (EKS) S3A uses the pod's IRSA token, as the stack's own drivers do.
+    assert f"spark.hadoop.fs.s3a.aws.credentials.provider={S3A_CREDENTIALS_PROVIDER} " in shell
     assert container["args"][container["args"].index("--output-path-file") + 1] == (
         "{{$.outputs.parameters['dataset_dir'].output_file}}"
     )

@@ -327,9 +327,16 @@ def test_prod_spark_and_notebooks_log_to_the_event_log_bucket(run_stack):
     recording = run_stack("prod")
     [bucket] = [b for b in recording.of_type("aws:s3/bucket:Bucket") if "event-logs" in b.name]
     wanted = f"s3a://{bucket.plain_inputs['bucket']}/spark-events"
+    bucket_arn = f"arn:aws:s3:::{bucket.plain_inputs['bucket']}"
     notebooks = spark_conf(recording.only(CONFIG_MAP, namespace="jupyterhub", name="spark-defaults")
                            .plain_inputs["data"]["spark-defaults.conf"])
     jobs = recording.only(SPARK_APPLICATION).plain_inputs["spec"]["sparkConf"]
     history = history_opts(history_pod(recording))
     assert notebooks["spark.eventLog.dir"] == jobs["spark.eventLog.dir"] == history["spark.history.fs.logDirectory"] == wanted
     assert jobs["spark.hadoop.fs.s3a.endpoint.region"] == "eu-west-1"
+    # What a pipeline run is given as `spark_event_log_dir` (README), and what its role may write.
+    assert recording.outputs["spark_event_log_dir"] == wanted
+    [runner] = [r for r in recording.of_type("aws:iam/rolePolicy:RolePolicy") if r.name.endswith("-pipeline-runner")]
+    policy = json.loads(offline.reveal(runner.inputs["policy"]))
+    writable = {arn for st in policy["Statement"] if "s3:PutObject" in st["Action"] for arn in st["Resource"]}
+    assert f"{bucket_arn}/*" in writable
