@@ -39,7 +39,7 @@ from components.kubernetes_types import (
 from components.storage import SHARED_VOLUMES, PlatformStorage, protect_data_volumes
 
 KSERVE_VERSION = "0.20.0"
-"""KServe release; its InferenceService CRD is the one pinned in ../shared/reference/kserve-0.20.0/."""
+"""KServe release; its InferenceService CRD is the one pinned in reference/kserve-0.20.0/."""
 KSERVE_CHARTS = {
     # The official OCI charts of the release (KServe's own hack/setup/infra/manage.kserve-helm.sh
     # installs kserve-crd and kserve-resources this way; kserve-runtime-configs holds the runtimes).

@@ -1,6 +1,6 @@
 """JupyterHub: chart values against the chart's own schema, notebooks as Spark drivers, secrets.
 
-Ground truth: zero-to-jupyterhub 4.4.0's values.schema.yaml and values.yaml (../shared/reference/),
+Ground truth: zero-to-jupyterhub 4.4.0's values.schema.yaml and values.yaml (reference/),
 KubeSpawner's memory notation (kubespawner.traitlets.ByteSpecification: K, M, G, T are powers of
 1024), JupyterHub's SharedPasswordAuthenticator (jupyterhub/authenticators/shared.py), and Spark's
 executor pod label `spark-role: executor`.

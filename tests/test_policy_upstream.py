@@ -5,7 +5,7 @@ runs every rule on each child the real engine registers. So these tests hold the
 upstream objects: the labels, names and offending fields their templates produce with our values.
 
 Ground truth, read upstream (paths in each project's repository):
-- zero-to-jupyterhub 4.4.0: jupyterhub/values.yaml (pinned in ../shared/reference/) and the 4.x
+- zero-to-jupyterhub 4.4.0: jupyterhub/values.yaml (pinned in reference/) and the 4.x
   template layout of hub/deployment.yaml (`securityContext` from `hub.podSecurityContext`, the hub container's
   from `hub.containerSecurityContext`, `resources` from `hub.resources`) and proxy/deployment.yaml
   (chp container from `proxy.chp.containerSecurityContext` and `proxy.chp.resources`); labels

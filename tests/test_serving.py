@@ -1,7 +1,7 @@
 """Model serving: cert-manager and KServe 0.20 charts, the example InferenceService, the serving budget.
 
 Expected values come from upstream: the InferenceService CRD of KServe v0.20.0 pinned in
-../shared/reference/kserve-0.20.0/, the keys of the charts' own values files (cert-manager/cert-manager
+reference/kserve-0.20.0/, the keys of the charts' own values files (cert-manager/cert-manager
 deploy/charts/cert-manager/values.yaml; kserve/kserve charts/_common/*.yaml, which make up
 charts/kserve-resources/values.yaml, and charts/kserve-runtime-configs/values.yaml), KServe's
 standard-mode naming of the predictor Service (`<isvc>-predictor`, port 80) and its InferenceService

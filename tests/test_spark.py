@@ -2,7 +2,7 @@
 
 Expected values come from upstream: the Spark operator chart's own Role for the `spark` service
 account (charts/spark-operator-chart/templates/spark/rbac.yaml, v2.5.2), the operator's
-SparkApplication CRD and values.yaml pinned in ../shared/reference/, and Spark's configuration
+SparkApplication CRD and values.yaml pinned in reference/, and Spark's configuration
 documentation (JVM memory strings, `spark.history.fs.logDirectory`).
 """
 

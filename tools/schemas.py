@@ -1,7 +1,7 @@
 """Upstream schemas the stack's output is checked against: Kubernetes' own and the pinned CRDs/charts.
 
 Kubernetes objects: the OpenAPI schemas shipped by `kubernetes-validate`, strict (unknown fields are
-errors). Custom resources: the `openAPIV3Schema` of the CRD in `../shared/reference/`, made strict the
+errors). Custom resources: the `openAPIV3Schema` of the CRD in `reference/`, made strict the
 way the API server's pruning would drop a field silently. Chart values: the chart's own
 `values.schema.yaml`, or for charts without one, the keys of its `values.yaml`.
 """
@@ -23,7 +23,9 @@ from tools.offline import ROOT
 
 # libyaml where the wheel has it: the pinned CRDs are megabytes of YAML.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-REFERENCE = Path(os.environ.get("DATAPLATFORM_REFERENCE", ROOT.parent / "shared" / "reference"))
+# The pinned upstream files, committed unmodified (reference/README.md says where each comes from);
+# tests/test_reference.py keeps them byte-identical to the project's shared copy where one is present.
+REFERENCE = Path(os.environ.get("DATAPLATFORM_REFERENCE", ROOT / "reference"))
 
 # (apiVersion, kind) -> CRD file under REFERENCE
 CRDS = {
