@@ -282,6 +282,8 @@ def spark_defaults(
         "spark.driver.blockManager.port": str(BLOCK_MANAGER_PORT),
         "spark.executor.instances": str(config.executor.instances),
         "spark.executor.cores": str(config.executor.cores),
+        # Spark sets an executor's memory limit itself, but a CPU limit only when told.
+        "spark.kubernetes.executor.limit.cores": str(config.executor.cores),
         "spark.executor.memory": spark_memory(config.executor.memory),
         **event_log_conf(event_log),
         "spark.kubernetes.executor.podTemplateFile": f"{conf_dir}/{EXECUTOR_TEMPLATE_FILE}",
@@ -316,6 +318,7 @@ def spark_pi(
         "sparkConf": spark_conf,
         "driver": {
             "cores": config.driver.cores,
+            "coreLimit": str(config.driver.cores),
             "memory": spark_memory(config.driver.memory),
             "serviceAccount": config.driver_service_account,
             "labels": labels("spark-pi", "spark-job"),
@@ -325,6 +328,7 @@ def spark_pi(
         "executor": {
             "instances": config.executor.instances,
             "cores": config.executor.cores,
+            "coreLimit": str(config.executor.cores),
             "memory": spark_memory(config.executor.memory),
             "serviceAccount": config.executor_service_account,
             "labels": labels("spark-pi", "spark-job"),

@@ -233,6 +233,17 @@ def _host_access(obj: dict, ctx: Context) -> list[str]:
 
 
 def _resources(obj: dict, ctx: Context) -> list[str]:
+    if obj.get("kind") == "SparkApplication":
+        # The operator makes the driver and executor pods from these fields: `cores` and `memory`
+        # become the requests (and memory plus overhead the memory limit); without `coreLimit`
+        # Spark sets no CPU limit at all.
+        problems = []
+        for role in ("driver", "executor"):
+            spec = (obj.get("spec") or {}).get(role) or {}
+            missing = [field for field in ("cores", "coreLimit", "memory") if not spec.get(field)]
+            if missing:
+                problems.append(f"spec.{role} has no {', '.join(missing)}; set spec.{role}.cores, coreLimit and memory")
+        return problems
     spec = pod_spec(obj)
     if spec is None:
         return []

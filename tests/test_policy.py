@@ -153,6 +153,17 @@ def test_spark_application_pods_are_held_to_pod_security():
     assert all("spec.driver" in v.message or "spec.image" in v.message for v in hits)
 
 
+def test_spark_application_pods_need_cpu_and_memory_requests_and_limits():
+    """Spark sets a pod's CPU limit only from coreLimit: a SparkApplication without it runs unbounded."""
+    role = {"cores": 1, "coreLimit": "1", "memory": "1024m"}
+    app = {"apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication", "metadata": {"name": "a", "namespace": "spark"},
+           "spec": {"driver": dict(role), "executor": {k: v for k, v in role.items() if k != "coreLimit"}}}
+    [hit] = [v for v in check(app, Context()) if v.rule == "resource-limits"]
+    assert "spec.executor has no coreLimit" in hit.message
+    app["spec"]["executor"]["coreLimit"] = "1"
+    assert [v for v in check(app, Context()) if v.rule == "resource-limits"] == []
+
+
 def test_pack_wires_every_rule_with_its_level_and_reports_through_the_pulumi_policy_api():
     import pulumi_policy
     from policy import pack

@@ -156,6 +156,8 @@ def test_custom_config_reaches_spark_defaults():
     assert defaults["spark.kubernetes.namespace"] == "analytics"
     assert defaults["spark.executor.instances"] == "4"
     assert defaults["spark.executor.cores"] == "2"
+    # Spark's running-on-kubernetes.html: without spark.kubernetes.executor.limit.cores no CPU limit is set.
+    assert defaults["spark.kubernetes.executor.limit.cores"] == "2"
     assert jvm_bytes(defaults["spark.executor.memory"]) == 2 * 2**30
     assert defaults["spark.kubernetes.authenticate.executor.serviceAccountName"] == CUSTOM.executor_service_account
 
@@ -169,6 +171,8 @@ def test_custom_config_reaches_the_sparkapplication(custom):
     executor = inputs["spec"]["executor"]
     assert executor["instances"] == 4
     assert executor["cores"] == 2
+    assert executor["coreLimit"] == "2"  # the CRD's coreLimit: the pods' CPU limit, a quantity string
+    assert inputs["spec"]["driver"]["coreLimit"] == str(CUSTOM.driver.cores)
     assert jvm_bytes(executor["memory"]) == 2 * 2**30
     assert validate_manifest(inputs, KUBERNETES_VERSION) == []
 
