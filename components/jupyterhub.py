@@ -23,7 +23,7 @@ from components.kubernetes_types import (
     SHARED_GROUP,
     ByteQuantity,
     CpuQuantity,
-    DnsLabel,
+    Namespace,
     Resources,
     bytes_of,
     labels,
@@ -104,7 +104,7 @@ class JupyterHubConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    namespace: DnsLabel = Field("jupyterhub", description="Namespace of the hub and the notebook servers.")
+    namespace: Namespace = Field("jupyterhub", description="Namespace of the hub and the notebook servers.")
     notebook: NotebookConfig = Field(NotebookConfig(), description="Notebook image.")
     singleuser: SingleUserConfig = Field(SingleUserConfig(), description="Notebook servers.")
     cull: CullConfig = Field(CullConfig(), description="Idle culling.")

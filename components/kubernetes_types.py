@@ -74,7 +74,24 @@ CpuQuantity = Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_c
 """CPU in cores or millicores: `2`, `0.5`, `500m`."""
 
 DnsLabel = Annotated[str, AfterValidator(_check_dns_label)]
-"""A Kubernetes object name that must be an RFC 1123 label (namespaces, services, releases)."""
+"""A Kubernetes object name that must be an RFC 1123 label (services, releases, service accounts)."""
+
+RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+"""Namespaces Kubernetes itself owns: a component must never create, label or delete them."""
+
+
+def _check_namespace(value: str) -> str:
+    _check_dns_label(value)
+    if value in RESERVED_NAMESPACES or value.startswith("kube-"):
+        raise ValueError(
+            f"{value!r} is a namespace Kubernetes owns (default, kube-*): the stack creates and deletes "
+            "its namespaces, so give the component one of its own"
+        )
+    return value
+
+
+Namespace = Annotated[str, AfterValidator(_check_namespace)]
+"""A namespace the stack creates and owns: an RFC 1123 label, never `default` or `kube-*`."""
 
 
 class Resources(BaseModel):

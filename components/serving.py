@@ -30,6 +30,7 @@ from components.kubernetes_types import (
     RESTRICTED_CONTAINER,
     SHARED_GROUP,
     DnsLabel,
+    Namespace,
     Resources,
     bytes_of,
     labels,
@@ -136,7 +137,7 @@ class CertManagerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(True, description="Install cert-manager (model serving needs it).")
-    namespace: DnsLabel = Field("cert-manager", description="Namespace of cert-manager.")
+    namespace: Namespace = Field("cert-manager", description="Namespace of cert-manager.")
     version: Literal["1.20.2"] = Field(CERT_MANAGER_VERSION, description="cert-manager chart version.")
     controller_resources: Resources = Field(
         Resources(cpu_request="50m", cpu_limit="200m", memory_request="96Mi", memory_limit="256Mi"),
@@ -162,8 +163,8 @@ class ModelServingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(True, description="Run KServe and the example model.")
-    namespace: DnsLabel = Field("kserve", description="Namespace of the KServe controller.")
-    serving_namespace: DnsLabel = Field("models", description="Namespace the InferenceServices run in.")
+    namespace: Namespace = Field("kserve", description="Namespace of the KServe controller.")
+    serving_namespace: Namespace = Field("models", description="Namespace the InferenceServices run in.")
     version: Literal["0.20.0"] = Field(KSERVE_VERSION, description="KServe release (its charts are tagged `v` + this).")
     cert_manager: CertManagerConfig = Field(CertManagerConfig(), description="cert-manager.")
     controller_resources: Resources = Field(

@@ -28,6 +28,7 @@ from components.kubernetes_types import (
     SHARED_GROUP,
     ByteQuantity,
     DnsLabel,
+    Namespace,
     Resources,
     bytes_of,
     labels,
@@ -206,7 +207,7 @@ class SparkConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    namespace: DnsLabel = Field("spark", description="Namespace of Spark jobs, the operator and the history server.")
+    namespace: Namespace = Field("spark", description="Namespace of Spark jobs, the operator and the history server.")
     version: Literal[SPARK_VERSIONS] = Field(SPARK_VERSION, description="Spark version of the platform image.")  # type: ignore[valid-type]
     driver: DriverConfig = Field(DriverConfig(), description="Driver size of the example job.")
     executor: ExecutorConfig = Field(ExecutorConfig(), description="Executor size for jobs and notebooks.")

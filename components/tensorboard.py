@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from components.kubernetes_types import (
     RESTRICTED_CONTAINER,
     SHARED_GROUP,
-    DnsLabel,
+    Namespace,
     Resources,
     bytes_of,
     labels,
@@ -49,7 +49,7 @@ class TensorBoardConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(True, description="Run TensorBoard over the training logs on the shared data volume.")
-    namespace: DnsLabel = Field("tensorboard", description="Namespace of TensorBoard.")
+    namespace: Namespace = Field("tensorboard", description="Namespace of TensorBoard.")
     resources: Resources = Field(
         Resources(cpu_request="100m", cpu_limit="500m", memory_request="256Mi", memory_limit="1Gi"),
         description="TensorBoard container resources.",

@@ -35,7 +35,7 @@ DEFAULT_NAMESPACES = {"kubeflow", "cert-manager", "kserve", "models"}
 @st.composite
 def valid_configs(draw) -> dict:
     # One namespace each; the components left at their defaults keep theirs.
-    spark_ns, hub_ns, board_ns = draw(st.lists(names.filter(lambda n: n not in DEFAULT_NAMESPACES), min_size=3, max_size=3, unique=True))
+    spark_ns, hub_ns, board_ns = draw(st.lists(names.filter(lambda n: n not in DEFAULT_NAMESPACES and n != "default" and not n.startswith("kube-")), min_size=3, max_size=3, unique=True))
     return {
         "cluster": {
             "kind": "minikube",
@@ -107,7 +107,7 @@ BAD_VALUES = {
     "cluster.memory": st.sampled_from(["10", "12 GB", "-1Gi", "", "Gi"]),
     "cluster.driver": st.text(min_size=1, max_size=8).filter(lambda s: s not in {"docker", "podman", "kvm2", "qemu2", "hyperkit", "vfkit", "virtualbox", "hyperv"}),
     "cluster.kubernetes_version": st.sampled_from(["v1.34.0", "1.27.0", "1.38.0", "latest", "1.34"]),
-    "spark.namespace": st.one_of(st.from_regex(r"[A-Z_][A-Za-z_]{0,10}", fullmatch=True), st.just("a" * 64), st.just("-spark")),
+    "spark.namespace": st.one_of(st.from_regex(r"[A-Z_][A-Za-z_]{0,10}", fullmatch=True), st.just("a" * 64), st.just("-spark"), st.sampled_from(["default", "kube-system"])),
     "spark.executor.instances": st.sampled_from([0, -1, 101, "two"]),
     "spark.executor.memory": st.sampled_from(["1", "1GB", "1 Gi", "lots"]),
     "spark.version": st.sampled_from(["3.5.3", "4.0.1", "latest", ""]),

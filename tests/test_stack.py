@@ -53,6 +53,10 @@ def test_dev_stack_config_is_valid():
         ("storage.event_logs.capacity", "5 GB", "not a size"),
         ("spark.namespace", "Spark_Jobs", "not a valid Kubernetes name"),
         ("spark.namespace", "spark_jobs", "not a valid Kubernetes name"),
+        # The stack creates, labels and deletes its namespaces: never one Kubernetes owns.
+        ("tensorboard.namespace", "default", "a namespace Kubernetes owns"),
+        ("spark.namespace", "kube-system", "a namespace Kubernetes owns"),
+        ("model_serving.serving_namespace", "kube-public", "a namespace Kubernetes owns"),
         ("jupyterhub.namespace", "a" * 64, "at most 63 characters"),
         ("cluster.driver", "vmware-fusion", "Input should be"),
         ("cluster.kind", "gke", "does not match any of the expected tags"),

@@ -31,6 +31,7 @@ _CHECKS = {
     "_check_bytes": "size (`10Gi`)",
     "_check_cpu": "CPU (`500m`)",
     "_check_dns_label": "name (RFC 1123)",
+    "_check_namespace": "namespace (RFC 1123, not `default` or `kube-*`)",
     "_check_kubernetes_version": "version (`1.34.0`)",
     "_check_region": "AWS region",
     "_check_instance_type": "EC2 instance type (`m6i.xlarge`)",
