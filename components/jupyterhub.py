@@ -169,6 +169,9 @@ def jupyterhub_values(
         "hub": {
             "cookieSecret": cookie_secret,
             "resources": config.hub_resources.to_kubernetes(),
+            # The hub's database (users, servers, tokens) on the platform's Retain class, not the
+            # cluster's default one, which deletes a volume with its claim.
+            "db": {"pvc": {"storageClassName": storage_class}},
             "config": {
                 "JupyterHub": {"authenticator_class": "shared-password"},
                 "Authenticator": {"admin_users": list(config.auth.admin_users)},

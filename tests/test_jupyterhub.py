@@ -169,6 +169,14 @@ def test_singleuser_uses_the_platform_storage_class(dev):
     assert storage["dynamic"]["storageClass"] == storage_class
 
 
+def test_hub_database_is_on_the_platform_storage_class(dev):
+    """The cluster's default class (Minikube's `standard`) deletes a volume with its claim; ours retains it."""
+    [storage_class] = dev.of_type(STORAGE_CLASS)
+    assert storage_class.plain_inputs["reclaimPolicy"] == "Retain"
+    values = hub_chart(dev).plain_inputs["values"]
+    assert values["hub"]["db"]["pvc"]["storageClassName"] == storage_class.plain_inputs["metadata"]["name"]
+
+
 def test_singleuser_image_is_the_built_notebook_image(dev):
     image = hub_chart(dev).plain_inputs["values"]["singleuser"]["image"]
     assert f"{image['name']}:{image['tag']}" == image_of(dev, "notebook")
