@@ -160,7 +160,8 @@ class KubeflowPipelinesConfig(BaseModel):
     ui_service_type: ServiceType | None = Field(
         None,
         description="Service type of the KFP UI (`ml-pipeline-ui-external`); unset means the cluster's "
-        "service type (NodePort on Minikube).",
+        "service type (NodePort on Minikube), except ClusterIP where that is LoadBalancer: standalone KFP "
+        "has no login, so it is never put on a load balancer unless asked for.",
     )
 
     @property
@@ -178,8 +179,11 @@ class KubeflowPipelinesConfig(BaseModel):
 
 
 def ui_service_type(config: KubeflowPipelinesConfig, cluster_service_type: str) -> str:
-    """The UI Service's type: the configured one, else the cluster's."""
-    chosen = config.ui_service_type or cluster_service_type
+    """The UI Service's type: the configured one, else the cluster's, but never a LoadBalancer by
+    default: KFP standalone has no authentication, and anyone who reaches the UI can run pipelines
+    as the pipeline runner (with its S3 and InferenceService rights)."""
+    default = "ClusterIP" if cluster_service_type == "LoadBalancer" else cluster_service_type
+    chosen = config.ui_service_type or default
     if chosen not in SERVICE_TYPES:
         raise ValueError(f"{chosen!r} is not a Service type for the KFP UI: use one of {', '.join(SERVICE_TYPES)}")
     return chosen

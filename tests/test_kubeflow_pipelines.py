@@ -140,10 +140,17 @@ def test_ui_service_selects_the_upstream_ui_pods(record):
     assert (port["port"], port["targetPort"]) == (UPSTREAM_UI_PORT, UPSTREAM_UI_TARGET_PORT)
 
 
-@pytest.mark.parametrize("service_type", ["NodePort", "LoadBalancer", "ClusterIP"])
+@pytest.mark.parametrize("service_type", ["NodePort", "ClusterIP"])
 def test_ui_service_follows_the_cluster_service_type(record, service_type):
     """NodePort on Minikube, whatever the existing cluster is configured with elsewhere."""
     assert ui_service(record(service_type=service_type)).plain_inputs["spec"]["type"] == service_type
+
+
+def test_ui_is_not_on_a_load_balancer_unless_asked_for(record):
+    """KFP standalone has no login: on a LoadBalancer cluster its UI stays ClusterIP (kubectl port-forward)."""
+    assert ui_service(record(service_type="LoadBalancer")).plain_inputs["spec"]["type"] == "ClusterIP"
+    config = KubeflowPipelinesConfig(ui_service_type="LoadBalancer")
+    assert ui_service(record(config, "LoadBalancer")).plain_inputs["spec"]["type"] == "LoadBalancer"
 
 
 def test_configured_ui_service_type_overrides_the_cluster_default(record):
