@@ -60,6 +60,11 @@ class MinikubeClusterConfig(BaseModel):
     addons: tuple[Literal["metrics-server", "ingress", "dashboard", "registry"], ...] = Field(
         ("metrics-server",), description="Extra Minikube addons to enable."
     )
+    cni: Literal["calico", "cilium"] = Field(
+        "calico",
+        description="CNI plugin (`minikube start --cni`). The platform isolates notebooks and services with "
+        "NetworkPolicies, which Minikube's default CNI does not enforce; these two do.",
+    )
 
     def start_command(self) -> str:
         """The `minikube start` command line for this profile."""
@@ -71,6 +76,7 @@ class MinikubeClusterConfig(BaseModel):
             f"--memory={bytes_of(self.memory) // 2**20}mb",
             f"--disk-size={bytes_of(self.disk) // 2**20}mb",
             f"--driver={self.driver}",
+            f"--cni={self.cni}",
             *(f"--addons={addon}" for addon in self.addons),
         ]
         return shlex.join(args)

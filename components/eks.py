@@ -66,6 +66,14 @@ GPU_LABELS = {"nvidia.com/gpu.present": "true"}
 AMI_TYPES = {"x86_64": "AL2023_x86_64_STANDARD", "arm64": "AL2023_ARM_64_STANDARD"}
 GPU_AMI_TYPE = "BOTTLEROCKET_x86_64_NVIDIA"
 DOCKER_PLATFORMS = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}
+# The volume a node group's `disk_size` is: the root volume on AL2023, Bottlerocket's data volume
+# (images and containers live there; its OS volume is /dev/xvda).
+DISK_DEVICES = {"AL2023": "/dev/xvda", "BOTTLEROCKET": "/dev/xvdb"}
+# IMDSv2 only, with a hop limit of 1: the node's own agents reach the metadata service, a pod (one
+# network hop further) cannot, so no workload can borrow the node's IAM role (EKS best practices,
+# "Restrict access to the instance profile assigned to the worker node"). Workloads get AWS
+# credentials through IRSA only.
+NODE_METADATA_OPTIONS = {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1}
 
 # Node role policies the EKS user guide ("Amazon EKS node IAM role") lists: join the cluster, run the
 # VPC CNI, pull images from ECR (the pull-only policy, not the broader read-only one).
@@ -455,6 +463,8 @@ class EksCluster(Cluster):
                 for i, arn in enumerate(args.admin_arns)
             } or None,
             enabled_cluster_log_types=list(CONTROL_PLANE_LOGS),
+            # The VPC CNI's network policy agent: without it EKS accepts NetworkPolicies and enforces none.
+            vpc_cni_options={"enable_network_policy": True},
             # The kubeconfig's `aws eks get-token` must use the same credentials as the provider.
             provider_credential_opts={"profile_name": args.profile} if args.profile else None,
             opts=components,
@@ -465,20 +475,22 @@ class EksCluster(Cluster):
         # Managed node groups get their access entry from EKS itself (type EC2_LINUX), so the node
         # role is not listed in the cluster's access entries.
         after_node_role = pulumi.ResourceOptions.merge(components, pulumi.ResourceOptions(depends_on=node_policies))
+        cpu_ami = AMI_TYPES[args.node_group.architecture()]
         nodes = eks.ManagedNodeGroup(
             f"{name}-cpu",
             cluster=cluster,
             node_role=node_role,
             subnet_ids=private_subnets,
             instance_types=list(args.node_group.instance_types),
-            ami_type=AMI_TYPES[args.node_group.architecture()],
+            ami_type=cpu_ami,
             capacity_type="ON_DEMAND",
             scaling_config={
                 "min_size": args.node_group.min_size,
                 "desired_size": args.node_group.desired_size,
                 "max_size": args.node_group.max_size,
             },
-            disk_size=args.node_group.disk_size,
+            # The disk size is the launch template's (EKS refuses both).
+            launch_template=self._launch_template(f"{name}-cpu", cpu_ami, args.node_group.disk_size),
             labels={"dataplatform/node-group": "cpu"},
             opts=after_node_role,
         )
@@ -494,7 +506,7 @@ class EksCluster(Cluster):
                 ami_type=GPU_AMI_TYPE,
                 capacity_type="ON_DEMAND",
                 scaling_config={"min_size": gpu.min_size, "desired_size": gpu.desired_size, "max_size": gpu.max_size},
-                disk_size=gpu.disk_size,
+                launch_template=self._launch_template(f"{name}-gpu", GPU_AMI_TYPE, gpu.disk_size),
                 labels={"dataplatform/node-group": "gpu", **GPU_LABELS},
                 taints=[GPU_TAINT],
                 opts=after_node_role,
@@ -561,6 +573,20 @@ class EksCluster(Cluster):
         return role
 
     # --- pieces ------------------------------------------------------------------------------------------
+
+    def _launch_template(self, name: str, ami_type: str, disk_size: int) -> dict:
+        """A node group's launch template: IMDSv2 out of pods' reach, an encrypted gp3 disk of `disk_size` GiB."""
+        template = aws.ec2.LaunchTemplate(
+            f"{name}-nodes",
+            metadata_options=NODE_METADATA_OPTIONS,
+            block_device_mappings=[{
+                "device_name": DISK_DEVICES[ami_type.split("_", 1)[0]],
+                "ebs": {"volume_size": disk_size, "volume_type": "gp3", "encrypted": "true", "delete_on_termination": "true"},
+            }],
+            update_default_version=True,
+            opts=self._on_aws,
+        )
+        return {"id": template.id, "version": template.latest_version.apply(str)}
 
     def _managed_policy(self, policy: str) -> str:
         return f"arn:{self.partition}:iam::aws:policy/{policy}"

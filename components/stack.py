@@ -27,8 +27,9 @@ from components.tensorboard import TensorBoardConfig
 PROJECT = "dataplatform"
 
 # What Kubernetes itself runs on a Minikube node (control plane, CoreDNS, kube-proxy, storage
-# provisioner, metrics-server) before any of our pods: requests as the addons declare them, rounded up.
-MINIKUBE_SYSTEM_MILLICORES = 1000
+# provisioner, metrics-server, the CNI's node agent) before any of our pods: requests as the addons
+# declare them, rounded up.
+MINIKUBE_SYSTEM_MILLICORES = 1250
 MINIKUBE_SYSTEM_BYTES = 1536 * 2**20
 
 
@@ -157,11 +158,15 @@ class StackConfig(BaseModel):
         cpu = sum(c for c, _ in needs.values())
         memory = sum(m for _, m in needs.values())
         if cpu > cluster.cpus * 1000 or memory > bytes_of(cluster.memory):
-            parts = ", ".join(f"{area} {c / 1000:g} CPU/{m / 2**30:.2f} GiB" for area, (c, m) in needs.items())
+            parts = ", ".join(
+                f"{PROJECT + ':' + area if area in self.AREAS else area} {c / 1000:.2f} CPUs/{m / 2**30:.2f} GiB"
+                for area, (c, m) in needs.items()
+            )
             raise ValueError(
-                f"the enabled components request {cpu / 1000:g} CPUs and {memory / 2**30:.2f} GiB ({parts}), "
+                f"the enabled components request {cpu / 1000:.2f} CPUs and {memory / 2**30:.2f} GiB ({parts}), "
                 f"more than the Minikube profile has: {PROJECT}:cluster.cpus {cluster.cpus}, "
-                f"{PROJECT}:cluster.memory {cluster.memory}. Raise those, shrink the components, or disable some"
+                f"{PROJECT}:cluster.memory {cluster.memory}. Raise those, shrink the components (e.g. "
+                f"{PROJECT}:spark.executor.instances {self.spark.executor.instances}), or disable some"
             )
         return self
 

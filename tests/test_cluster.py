@@ -81,7 +81,8 @@ def start_command(recording: offline.Recording) -> offline.Registration:
 def test_start_command_has_every_setting():
     """`minikube start` gets the profile, version, size, driver and addons the config names."""
     config = MinikubeClusterConfig(
-        profile="lab", cpus=6, memory="12Gi", disk="40Gi", driver="docker", addons=("metrics-server", "ingress")
+        profile="lab", cpus=6, memory="12Gi", disk="40Gi", driver="docker", addons=("metrics-server", "ingress"),
+        cni="cilium",
     )
     args = shlex.split(config.start_command())
     assert args[:2] == ["minikube", "start"]
@@ -92,6 +93,7 @@ def test_start_command_has_every_setting():
         "--memory=12288mb",
         "--disk-size=40960mb",
         "--driver=docker",
+        "--cni=cilium",
         "--addons=metrics-server",
         "--addons=ingress",
     ):
@@ -104,6 +106,8 @@ def test_start_command_defaults():
     assert "--kubernetes-version=v1.34.0" in args
     assert "--memory=16384mb" in args
     assert "--cpus=8" in args
+    # Minikube's default CNI enforces no NetworkPolicy; the platform's isolation relies on them.
+    assert "--cni=calico" in args
 
 
 def test_dev_stack_starts_and_deletes_its_profile(dev):

@@ -325,7 +325,8 @@ def test_default_cluster(record):
     assert nodes["instanceTypes"] == ["m6i.xlarge"]
     assert nodes["amiType"] == "AL2023_x86_64_STANDARD"
     assert nodes["scalingConfig"] == {"minSize": 1, "desiredSize": 2, "maxSize": 4}
-    assert nodes["diskSize"] == 100
+    assert "diskSize" not in nodes  # EKS refuses a disk size beside a launch template: it is the template's
+    assert nodes["launchTemplate"] == {"id": "cluster-cpu-nodes-id", "version": "1"}
     assert sorted(nodes["subnetIds"]) == [f"{n}-id" for n in private]  # nodes only in private subnets
     assert "taints" not in nodes
     assert [a.plain_inputs["addonName"] for a in recording.of_type(ADDON)] == ["aws-ebs-csi-driver"]
@@ -363,7 +364,7 @@ def test_custom_cluster(record):
     groups = {r.name: r.plain_inputs for r in recording.of_type(NODE_GROUP)}
     cpu, gpu = groups["cluster-cpu"], groups["cluster-gpu"]
     assert cpu["amiType"] == "AL2023_ARM_64_STANDARD"  # Graviton types
-    assert cpu["scalingConfig"] == {"minSize": 2, "desiredSize": 3, "maxSize": 6} and cpu["diskSize"] == 150
+    assert cpu["scalingConfig"] == {"minSize": 2, "desiredSize": 3, "maxSize": 6}
     assert gpu["instanceTypes"] == ["g6e.2xlarge", "g5.2xlarge"]
     assert gpu["amiType"] == "BOTTLEROCKET_x86_64_NVIDIA"
     assert gpu["scalingConfig"] == {"minSize": 0, "desiredSize": 0, "maxSize": 3}
@@ -371,6 +372,28 @@ def test_custom_cluster(record):
     assert recording.outputs["image_platform"] == "linux/arm64"  # images must run on Graviton nodes
     assert recording.outputs["service_type"] == "NodePort"
     assert recording.outputs["kubernetes_version"] == "1.33.2"
+
+
+@pytest.mark.parametrize("key, groups", [("default", {"cpu": 100}), ("custom", {"cpu": 150, "gpu": 200})])
+def test_nodes_keep_pods_away_from_the_node_role_and_encrypt_their_disks(key, groups, record):
+    """IMDSv2 with hop limit 1: a pod is one hop too far to get the node's credentials (EKS best
+    practices); the disk the node group's `disk_size` names is encrypted gp3 of that size."""
+    recording = record(key)
+    templates = {r.name: r.plain_inputs for r in recording.of_type("aws:ec2/launchTemplate:LaunchTemplate")}
+    devices = {"AL2023": "/dev/xvda", "BOTTLEROCKET": "/dev/xvdb"}  # root volume; Bottlerocket's data volume
+    for group, size in groups.items():
+        nodes = one(recording, NODE_GROUP, f"cluster-{group}").plain_inputs
+        template = templates[nodes["launchTemplate"]["id"].removesuffix("-id")]
+        assert template["metadataOptions"] == {"httpEndpoint": "enabled", "httpTokens": "required", "httpPutResponseHopLimit": 1}
+        [disk] = template["blockDeviceMappings"]
+        assert disk["deviceName"] == devices[nodes["amiType"].split("_")[0]]
+        assert disk["ebs"] == {"volumeSize": size, "volumeType": "gp3", "encrypted": "true", "deleteOnTermination": "true"}
+    assert len(templates) == len(groups)
+
+
+def test_network_policies_are_enforced(record):
+    """Without the VPC CNI's network policy agent EKS stores NetworkPolicies and enforces none."""
+    assert one(record("default"), EKS_CLUSTER).plain_inputs["vpcCniOptions"] == {"enableNetworkPolicy": True}
 
 
 def test_gpu_group_is_tainted_and_labelled(record):

@@ -140,6 +140,8 @@ class PlatformMocks(pulumi.runtime.Mocks):
         elif args.typ == "aws:iam/role:Role":
             state["arn"] = f"arn:aws:iam::{MOCK_AWS_ACCOUNT}:role/{args.name}"
             state["name"] = args.name
+        elif args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            state["latestVersion"] = 1  # EC2 numbers a template's versions from 1
         elif args.typ == "aws:ecr/repository:Repository":
             state["registryId"] = MOCK_AWS_ACCOUNT
             state["repositoryUrl"] = f"{MOCK_AWS_ACCOUNT}.dkr.ecr.{MOCK_AWS_REGION}.amazonaws.com/{state.get('name')}"
