@@ -146,6 +146,18 @@ def test_render_refuses_bad_config_without_traceback_and_writes_nothing(tmp_path
     assert not (tmp_path / "out").exists()
 
 
+def test_render_names_the_stack_file_and_line_of_broken_yaml(tmp_path):
+    stack_file = tmp_path / "Pulumi.broken.yaml"
+    stack_file.write_text("config:\n  dataplatform:spark:\n    namespace: [spark\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.render", "--stack", "broken", "--config", str(stack_file), "--out", str(tmp_path / "out")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert "Pulumi.broken.yaml, line 4 column 1: not valid YAML" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
 def test_host_path_volumes_on_an_existing_cluster_are_refused():
     """Only the Minikube cluster creates the node folders a host_path backend mounts."""
     raw = with_value(dev_raw(), "cluster", {"kind": "existing", "context": "ctx", "image_registry": "ghcr.io/acme"})

@@ -202,6 +202,10 @@ class RecordingMonitor(mocks.MockMonitor):
         return response
 
 
+class StackFileError(ValueError):
+    """A stack file that is not the YAML Pulumi reads."""
+
+
 def stack_settings(stack: str, stack_file: Path | None = None) -> dict[str, str]:
     """`Pulumi.yaml`'s project-level config merged with `Pulumi.<stack>.yaml`, as the engine passes it."""
     settings: dict[str, str] = {}
@@ -212,7 +216,15 @@ def stack_settings(stack: str, stack_file: Path | None = None) -> dict[str, str]
     stack_file = stack_file or ROOT / f"Pulumi.{stack}.yaml"
     if not stack_file.exists():
         raise FileNotFoundError(f"no stack file {stack_file.name}")
-    settings.update((yaml.safe_load(stack_file.read_text()) or {}).get("config") or {})
+    try:
+        document = yaml.safe_load(stack_file.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise StackFileError(f"{stack_file.name}{where}: not valid YAML: {getattr(error, 'problem', None) or error}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("config") or {}, dict):
+        raise StackFileError(f"{stack_file.name}: expected a mapping with a `config:` mapping of `dataplatform:<area>` keys")
+    settings.update(document.get("config") or {})
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in settings.items()}
 
 

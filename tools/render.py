@@ -22,7 +22,7 @@ import yaml
 
 from policy.rules import Context
 from policy.rules import check as policy_check
-from tools.offline import ROOT, Recording, run_stack, stack_settings
+from tools.offline import ROOT, Recording, StackFileError, run_stack, stack_settings
 from tools.schemas import MissingReference, chart_values_problems, validate_manifest
 
 
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = stack_settings(args.stack, args.config)
         config = parse_stack_config(raw_stack_config(settings))
-    except (ConfigError, FileNotFoundError, yaml.YAMLError) as error:
+    except (ConfigError, FileNotFoundError, StackFileError) as error:
         print(f"render {args.stack}: {error}", file=sys.stderr)
         return 1
 
