@@ -99,6 +99,50 @@ class SharedPasswordAuth(BaseModel):
     admin_users: tuple[str, ...] = Field(("admin",), description="Users with admin rights.")
 
 
+class HttpsOffload(BaseModel):
+    """HTTPS ended at the AWS load balancer in front of the proxy, with a certificate ACM holds
+    (zero-to-jupyterhub's `proxy.https.type: offload`); the load balancer talks plain TCP to the proxy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    acm_certificate_arn: str = Field(
+        pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$",
+        description="ACM certificate of the name users reach the hub at, in the cluster's region "
+        "(`arn:aws:acm:<region>:<account>:certificate/<id>`).",
+    )
+
+    @property
+    def region(self) -> str:
+        return self.acm_certificate_arn.split(":")[3]
+
+
+# z2jh's documented offload set-up for AWS (docs: Administrator guide > Security > "Off-loading SSL to a
+# Load Balancer"): TCP to the proxy, so websockets pass; TLS on the `https` port only; kernels' idle
+# websockets kept for an hour rather than the load balancer's 60 seconds.
+AWS_TLS_ANNOTATIONS = {
+    "service.beta.kubernetes.io/aws-load-balancer-backend-protocol": "tcp",
+    "service.beta.kubernetes.io/aws-load-balancer-ssl-ports": "https",
+    "service.beta.kubernetes.io/aws-load-balancer-connection-idle-timeout": "3600",
+}
+
+
+def proxy_values(config: JupyterHubConfig, service_type: str, secret_token: pulumi.Input[str]) -> dict:
+    """The chart's `proxy`: its Service of `service_type`, and HTTPS ended at the load balancer when
+    `config.https` asks for it."""
+    values = {
+        "secretToken": secret_token,
+        "service": {"type": service_type},
+        "chp": {"resources": config.proxy_resources.to_kubernetes()},
+    }
+    if config.https is not None:
+        values["https"] = {"enabled": True, "type": "offload"}
+        values["service"]["annotations"] = {
+            "service.beta.kubernetes.io/aws-load-balancer-ssl-cert": config.https.acm_certificate_arn,
+            **AWS_TLS_ANNOTATIONS,
+        }
+    return values
+
+
 class JupyterHubConfig(BaseModel):
     """The `jupyterhub` config key."""
 
@@ -109,6 +153,11 @@ class JupyterHubConfig(BaseModel):
     singleuser: SingleUserConfig = Field(SingleUserConfig(), description="Notebook servers.")
     cull: CullConfig = Field(CullConfig(), description="Idle culling.")
     auth: SharedPasswordAuth = Field(SharedPasswordAuth(), description="Authentication.")
+    https: HttpsOffload | None = Field(
+        None,
+        description="HTTPS at the load balancer (eks only; required there with service_type LoadBalancer, "
+        "or passwords cross the internet in clear). None: plain HTTP, for a laptop's Minikube.",
+    )
     hub_resources: Resources = Field(
         Resources(cpu_request="100m", cpu_limit="1", memory_request="512Mi", memory_limit="1Gi"),
         description="Hub container resources.",
@@ -161,11 +210,7 @@ def jupyterhub_values(
         for claim, path in (SHARED_VOLUMES[volume] for volume in shared_volumes_for(event_log))
     ]
     return {
-        "proxy": {
-            "secretToken": proxy_secret_token,
-            "service": {"type": service_type},
-            "chp": {"resources": config.proxy_resources.to_kubernetes()},
-        },
+        "proxy": proxy_values(config, service_type, proxy_secret_token),
         "hub": {
             "cookieSecret": cookie_secret,
             "resources": config.hub_resources.to_kubernetes(),

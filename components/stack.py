@@ -67,6 +67,7 @@ class StackConfig(BaseModel):
             self._check_versions_match, self._check_kfp_supports_kubernetes,
             self._check_load_balancers_where_the_cluster_has_them, self._check_namespaces_differ,
             self._check_host_paths_need_minikube, self._check_efs_backend_needs_efs, self._check_fits_minikube,
+            self._check_hub_https,
         ):
             try:
                 check()
@@ -147,6 +148,28 @@ class StackConfig(BaseModel):
     def _check_efs_backend_needs_efs(self) -> StackConfig:
         efs = isinstance(self.cluster, EksClusterConfig) and self.cluster.efs
         check_shared_backend(efs, self.storage.shared_backend.kind)
+        return self
+
+    def _check_hub_https(self) -> StackConfig:
+        https, cluster = self.jupyterhub.https, self.cluster
+        if not isinstance(cluster, EksClusterConfig):
+            if https is not None:
+                raise ValueError(
+                    f"{PROJECT}:jupyterhub.https offloads TLS to an AWS load balancer, which only "
+                    f"{PROJECT}:cluster.kind eks has (this cluster is kind {cluster.kind}): remove jupyterhub.https"
+                )
+            return self
+        if https is None and cluster.service_type == "LoadBalancer":
+            raise ValueError(
+                f"{PROJECT}:jupyterhub.https.acm_certificate_arn is required: with {PROJECT}:cluster.kind eks and "
+                f"{PROJECT}:cluster.service_type LoadBalancer the hub is on the internet, and without HTTPS its "
+                "passwords and tokens would cross it in clear text"
+            )
+        if https is not None and https.region != cluster.region:
+            raise ValueError(
+                f"{PROJECT}:jupyterhub.https.acm_certificate_arn is in region {https.region}, but the load balancer "
+                f"is in {PROJECT}:cluster.region {cluster.region}: use a certificate of that region"
+            )
         return self
 
     def _check_fits_minikube(self) -> StackConfig:

@@ -17,7 +17,7 @@ import yaml
 from pulumi.runtime import rpc
 from pydantic import ValidationError
 
-from components.jupyterhub import JupyterHubConfig, jupyterhub_values
+from components.jupyterhub import HttpsOffload, JupyterHubConfig, jupyterhub_values
 from components.kubernetes_types import bytes_of
 from components.spark import SparkConfig, spark_defaults
 from tools import offline
@@ -347,3 +347,37 @@ def test_notebook_pods_get_no_privileged_init_container_and_still_no_metadata_se
     assert values["singleuser"]["cloudMetadata"]["blockWithIptables"] is False
     assert values["singleuser"]["networkPolicy"]["enabled"] is True
     assert values["singleuser"]["networkPolicy"]["egressAllowRules"]["cloudMetadataServer"] is False
+
+
+# --- HTTPS at the load balancer (EKS) ---------------------------------------------------------------------
+
+CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+
+@pytest.mark.reference
+def test_https_offload_values_pass_the_chart_schema():
+    """z2jh's documented AWS offload: proxy.https offload, the ACM certificate on the https port, TCP behind it."""
+    values = hub_values(JupyterHubConfig(https=HttpsOffload(acm_certificate_arn=CERTIFICATE)), service_type="LoadBalancer")
+    proxy = values["proxy"]
+    assert proxy["https"] == {"enabled": True, "type": "offload"}
+    assert proxy["service"]["type"] == "LoadBalancer"
+    annotations = proxy["service"]["annotations"]
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-ssl-cert"] == CERTIFICATE
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-ssl-ports"] == "https"  # the chart's port name
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-backend-protocol"] == "tcp"  # websockets
+    assert chart_problems(values) == []
+
+
+def test_without_https_the_proxy_has_no_tls_settings():
+    proxy = hub_values()["proxy"]
+    assert "https" not in proxy and "annotations" not in proxy["service"]
+
+
+@pytest.mark.parametrize("arn", [
+    "arn:aws:iam::123456789012:server-certificate/hub",  # IAM, not ACM
+    "arn:aws:acm:eu-west-1:123456789012:certificate/hub",  # not a certificate id
+    "hub.example.com",
+])
+def test_https_needs_an_acm_certificate_arn(arn):
+    with pytest.raises(ValidationError, match="acm_certificate_arn"):
+        JupyterHubConfig.model_validate({"https": {"acm_certificate_arn": arn}})

@@ -181,3 +181,34 @@ def test_every_failing_cross_area_rule_is_reported_at_once():
     found = problems(raw)
     assert any("give each component its own namespace" in p for p in found), found
     assert any("more than the Minikube profile has" in p for p in found), found
+
+
+# --- HTTPS for a hub on the internet ------------------------------------------------------------------------
+
+PROD_CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+
+def prod_raw() -> dict:
+    return raw_stack_config(stack_settings("prod"))
+
+
+def test_a_hub_on_a_public_load_balancer_needs_https():
+    """Passwords and tokens must not cross the internet in clear text."""
+    raw = prod_raw()
+    raw["jupyterhub"].pop("https")
+    [found] = problems(raw)
+    assert found.startswith("dataplatform:jupyterhub.https.acm_certificate_arn is required")
+    assert "dataplatform:cluster.service_type LoadBalancer" in found
+    # Not on a load balancer: no certificate needed.
+    assert parse_stack_config(with_value(raw, "cluster.service_type", "ClusterIP")).jupyterhub.https is None
+
+
+def test_the_certificate_must_be_in_the_clusters_region():
+    raw = with_value(prod_raw(), "jupyterhub.https.acm_certificate_arn", PROD_CERTIFICATE.replace("eu-west-1", "us-east-1"))
+    [found] = problems(raw)
+    assert "region us-east-1" in found and "dataplatform:cluster.region eu-west-1" in found
+
+
+def test_https_offload_is_refused_off_eks():
+    [found] = problems(with_value(dev_raw(), "jupyterhub.https", {"acm_certificate_arn": PROD_CERTIFICATE}))
+    assert found.startswith("dataplatform:jupyterhub.https") and "dataplatform:cluster.kind eks" in found
