@@ -19,6 +19,7 @@ from components.spark import (
     SparkOnKubernetes,
     SparkS3Roles,
     shared_volumes_for,
+    spark_build_args,
 )
 from components.stack import ConfigError, load_stack_config
 from components.storage import PlatformStorage, shared_directories
@@ -90,12 +91,14 @@ storage = PlatformStorage(
 )
 spark_image = ContainerImage(
     "spark-image",
-    ContainerImageArgs(folder="spark", build_args={"SPARK_VERSION": config.spark.version}),
+    ContainerImageArgs(folder="spark", build_args=spark_build_args(config.spark.version, spark_event_log)),
     cluster.images,
 )
 notebook_image = ContainerImage(
     "notebook-image",
-    ContainerImageArgs(folder="notebook", build_args={"SPARK_VERSION": config.jupyterhub.notebook.pyspark_version}),
+    ContainerImageArgs(
+        folder="notebook", build_args=spark_build_args(config.jupyterhub.notebook.pyspark_version, spark_event_log)
+    ),
     cluster.images,
 )
 spark = SparkOnKubernetes(

@@ -117,6 +117,13 @@ class SparkS3Roles:
     history_server: pulumi.Input[str]
 
 
+def spark_build_args(spark_version: str, event_log: EventLogLocation) -> dict[str, str]:
+    """Build args of images/spark and images/notebook: the Spark version, and the S3A connector
+    (`S3A_CONNECTOR`) exactly where Spark reaches S3, that is where its event log is there; the
+    connector's AWS SDK bundle is over 600 MB that a cluster without S3 does not need."""
+    return {"SPARK_VERSION": spark_version, "S3A_CONNECTOR": str(isinstance(event_log, S3EventLog)).lower()}
+
+
 def shared_volumes_for(event_log: EventLogLocation) -> tuple[str, ...]:
     """The shared volumes (SHARED_VOLUMES keys) a namespace of Spark drivers mounts: the event-log
     volume only while event logs live there."""

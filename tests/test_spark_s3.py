@@ -299,6 +299,18 @@ def test_images_add_the_s3a_connector_of_sparks_hadoop(folder, jars):
     # The build itself checks that the Hadoop client it adds to is HADOOP_VERSION.
     text = (offline.ROOT / "images" / folder / "Dockerfile").read_text()
     assert "hadoop-client-api-${HADOOP_VERSION}.jar" in text
+    # Only a build with S3A_CONNECTOR=true downloads anything (the SDK bundle is over 600 MB).
+    assert args["S3A_CONNECTOR"] == "false"
+    assert 'case "${S3A_CONNECTOR}" in true) ;; false) exit 0 ;;' in text
+
+
+@pytest.mark.parametrize("stack, connector", [("dev", "false"), ("prod", "true")])
+def test_images_carry_the_s3a_connector_exactly_where_spark_uses_s3(run_stack, stack, connector):
+    recording = run_stack(stack)
+    images = {r.name: r.plain_inputs["build"]["args"] for r in recording.of_type("docker:index/image:Image")}
+    for name in ("spark-image-image", "notebook-image-image"):
+        assert images[name]["S3A_CONNECTOR"] == connector, name
+        assert images[name]["SPARK_VERSION"] == SparkConfig().version
 
 
 # --- prod: __main__ hands Spark and JupyterHub the S3 event log and their roles ---------------------------------
