@@ -67,12 +67,15 @@ AMI_TYPES = {"x86_64": "AL2023_x86_64_STANDARD", "arm64": "AL2023_ARM_64_STANDAR
 GPU_AMI_TYPE = "BOTTLEROCKET_x86_64_NVIDIA"
 DOCKER_PLATFORMS = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}
 # The volume a node group's `disk_size` is: the root volume on AL2023, Bottlerocket's data volume
-# (images and containers live there; its OS volume is /dev/xvda).
+# (images and containers live there; its small OS volume is /dev/xvda, kept at the AMI's size).
 DISK_DEVICES = {"AL2023": "/dev/xvda", "BOTTLEROCKET": "/dev/xvdb"}
+OS_DEVICES = {"BOTTLEROCKET": "/dev/xvda"}
 # IMDSv2 only, with a hop limit of 1: the node's own agents reach the metadata service, a pod (one
 # network hop further) cannot, so no workload can borrow the node's IAM role (EKS best practices,
 # "Restrict access to the instance profile assigned to the worker node"). Workloads get AWS
-# credentials through IRSA only.
+# credentials through IRSA only. The add-ons cope: aws-node and the EFS CSI pods use the host network,
+# and the EBS CSI node pods fall back to the Kubernetes API for their metadata (aws-ebs-csi-driver
+# docs/install.md, "Metadata"; it then counts attachments conservatively).
 NODE_METADATA_OPTIONS = {"http_endpoint": "enabled", "http_tokens": "required", "http_put_response_hop_limit": 1}
 
 # Node role policies the EKS user guide ("Amazon EKS node IAM role") lists: join the cluster, run the
@@ -576,13 +579,15 @@ class EksCluster(Cluster):
 
     def _launch_template(self, name: str, ami_type: str, disk_size: int) -> dict:
         """A node group's launch template: IMDSv2 out of pods' reach, an encrypted gp3 disk of `disk_size` GiB."""
+        family = ami_type.split("_", 1)[0]
+        encrypted = {"volume_type": "gp3", "encrypted": "true", "delete_on_termination": "true"}
+        disks = [{"device_name": DISK_DEVICES[family], "ebs": {"volume_size": disk_size, **encrypted}}]
+        if family in OS_DEVICES:
+            disks.insert(0, {"device_name": OS_DEVICES[family], "ebs": encrypted})
         template = aws.ec2.LaunchTemplate(
             f"{name}-nodes",
             metadata_options=NODE_METADATA_OPTIONS,
-            block_device_mappings=[{
-                "device_name": DISK_DEVICES[ami_type.split("_", 1)[0]],
-                "ebs": {"volume_size": disk_size, "volume_type": "gp3", "encrypted": "true", "delete_on_termination": "true"},
-            }],
+            block_device_mappings=disks,
             update_default_version=True,
             opts=self._on_aws,
         )

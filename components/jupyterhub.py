@@ -136,6 +136,9 @@ def proxy_values(config: JupyterHubConfig, service_type: str, secret_token: pulu
     }
     if config.https is not None:
         values["https"] = {"enabled": True, "type": "offload"}
+        # Offload keeps the plain `http` port 80 open beside `https` unless told not to: a user who
+        # types http:// would send the password in clear.
+        values["service"]["disableHttpPort"] = True
         values["service"]["annotations"] = {
             "service.beta.kubernetes.io/aws-load-balancer-ssl-cert": config.https.acm_certificate_arn,
             **AWS_TLS_ANNOTATIONS,

@@ -385,9 +385,12 @@ def test_nodes_keep_pods_away_from_the_node_role_and_encrypt_their_disks(key, gr
         nodes = one(recording, NODE_GROUP, f"cluster-{group}").plain_inputs
         template = templates[nodes["launchTemplate"]["id"].removesuffix("-id")]
         assert template["metadataOptions"] == {"httpEndpoint": "enabled", "httpTokens": "required", "httpPutResponseHopLimit": 1}
-        [disk] = template["blockDeviceMappings"]
-        assert disk["deviceName"] == devices[nodes["amiType"].split("_")[0]]
-        assert disk["ebs"] == {"volumeSize": size, "volumeType": "gp3", "encrypted": "true", "deleteOnTermination": "true"}
+        disks = {d["deviceName"]: d["ebs"] for d in template["blockDeviceMappings"]}
+        sized = disks.pop(devices[nodes["amiType"].split("_")[0]])
+        assert sized == {"volumeSize": size, "volumeType": "gp3", "encrypted": "true", "deleteOnTermination": "true"}
+        # Every other volume of the node (Bottlerocket's OS volume) is encrypted too.
+        assert all(d["encrypted"] == "true" for d in disks.values())
+        assert set(disks) == ({"/dev/xvda"} if nodes["amiType"].startswith("BOTTLEROCKET") else set())
     assert len(templates) == len(groups)
 
 

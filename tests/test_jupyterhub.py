@@ -365,12 +365,14 @@ def test_https_offload_values_pass_the_chart_schema():
     assert annotations["service.beta.kubernetes.io/aws-load-balancer-ssl-cert"] == CERTIFICATE
     assert annotations["service.beta.kubernetes.io/aws-load-balancer-ssl-ports"] == "https"  # the chart's port name
     assert annotations["service.beta.kubernetes.io/aws-load-balancer-backend-protocol"] == "tcp"  # websockets
+    # The chart's templates/proxy/service.yaml keeps port 80 (plain http) unless disableHttpPort.
+    assert proxy["service"]["disableHttpPort"] is True
     assert chart_problems(values) == []
 
 
 def test_without_https_the_proxy_has_no_tls_settings():
     proxy = hub_values()["proxy"]
-    assert "https" not in proxy and "annotations" not in proxy["service"]
+    assert "https" not in proxy and "annotations" not in proxy["service"] and "disableHttpPort" not in proxy["service"]
 
 
 @pytest.mark.parametrize("arn", [
