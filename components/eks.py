@@ -160,11 +160,17 @@ def _check_gpu_instance_type(value: str) -> str:
     return value
 
 
-def _check_cidr(value: str) -> str:
+def _check_network(value: str) -> str:
     try:
-        network = ipaddress.IPv4Network(value)
+        ipaddress.IPv4Network(value)
     except ValueError as error:
-        raise ValueError(f"{value!r} is not an IPv4 network in CIDR notation ({error}), e.g. 10.0.0.0/16") from None
+        raise ValueError(f"{value!r} is not an IPv4 network in CIDR notation ({error}), e.g. 203.0.113.0/24") from None
+    return value
+
+
+def _check_cidr(value: str) -> str:
+    _check_network(value)
+    network = ipaddress.IPv4Network(value)
     if not 16 <= network.prefixlen <= 24:
         raise ValueError(f"{value!r}: the VPC's prefix length must be 16 to 24 (AWS allows /16 to /28, and each subnet needs room)")
     if not network.is_private:
@@ -299,7 +305,7 @@ class EksClusterConfig(BaseModel):
     region: AwsRegion = Field(description="AWS region of the cluster and every AWS resource of the stack.")
     account_id: str | None = Field(
         None, pattern=r"^\d{12}$",
-        description="AWS account the stack may deploy to; the provider refuses credentials of any other. None: any.",
+        description="AWS account ID (12 digits) the stack may deploy to; the provider refuses credentials of any other. None: any.",
     )
     profile: str | None = Field(
         None, min_length=1,
@@ -319,6 +325,12 @@ class EksClusterConfig(BaseModel):
     )
     efs: bool = Field(False, description="Create a shared ReadWriteMany EFS file system and its CSI driver.")
     buckets: BucketNames = Field(description="The platform's S3 buckets (names are global: choose your own).")
+    api_public_cidrs: tuple[Annotated[str, AfterValidator(_check_network)], ...] = Field(
+        ("0.0.0.0/0",), min_length=1,
+        description="Networks that may reach the cluster's public API endpoint (IAM still authenticates every "
+        "call): narrow it to your offices' and CI's addresses. `pulumi up` itself must be inside one. Nodes and "
+        "pods use the private endpoint.",
+    )
     admin_arns: tuple[IamPrincipalArn, ...] = Field(
         (), description="IAM roles or users given cluster admin (access entries), besides whoever creates the cluster.",
     )
@@ -466,6 +478,10 @@ class EksCluster(Cluster):
                 for i, arn in enumerate(args.admin_arns)
             } or None,
             enabled_cluster_log_types=list(CONTROL_PLANE_LOGS),
+            # Nodes reach the API server inside the VPC; from outside, only the networks named.
+            endpoint_private_access=True,
+            endpoint_public_access=True,
+            public_access_cidrs=list(args.api_public_cidrs),
             # The VPC CNI's network policy agent: without it EKS accepts NetworkPolicies and enforces none.
             vpc_cni_options={"enable_network_policy": True},
             # The kubeconfig's `aws eks get-token` must use the same credentials as the provider.

@@ -115,6 +115,10 @@ class HttpsOffload(BaseModel):
     def region(self) -> str:
         return self.acm_certificate_arn.split(":")[3]
 
+    @property
+    def account(self) -> str:
+        return self.acm_certificate_arn.split(":")[4]
+
 
 # z2jh's documented offload set-up for AWS (docs: Administrator guide > Security > "Off-loading SSL to a
 # Load Balancer"): TCP to the proxy, so websockets pass; TLS on the `https` port only; kernels' idle

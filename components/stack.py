@@ -9,6 +9,7 @@ is allowed.
 from __future__ import annotations
 
 import json
+import typing
 from typing import Annotated, Any, ClassVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -129,7 +130,9 @@ class StackConfig(BaseModel):
                 value = getattr(self, area)
                 for step in key.split("."):
                     value = getattr(value, step)
-                owners.setdefault(value, []).append(f"{PROJECT}:{area}.{key}")
+                # KFP's namespace is not a key: upstream fixes it (components/pipelines.py KFP_NAMESPACE).
+                owner = f"{PROJECT}:{area} (its fixed namespace)" if area == "kubeflow_pipelines" else f"{PROJECT}:{area}.{key}"
+                owners.setdefault(value, []).append(owner)
         clashes = [f"{' and '.join(keys)} are all {ns!r}" for ns, keys in owners.items() if len(keys) > 1]
         if clashes:
             raise ValueError("; ".join(clashes) + ": give each component its own namespace")
@@ -164,6 +167,16 @@ class StackConfig(BaseModel):
                 f"{PROJECT}:jupyterhub.https.acm_certificate_arn is required: with {PROJECT}:cluster.kind eks and "
                 f"{PROJECT}:cluster.service_type LoadBalancer the hub is on the internet, and without HTTPS its "
                 "passwords and tokens would cross it in clear text"
+            )
+        if https is not None and cluster.service_type != "LoadBalancer":
+            raise ValueError(
+                f"{PROJECT}:jupyterhub.https ends TLS at a load balancer, but {PROJECT}:cluster.service_type is "
+                f"{cluster.service_type}: set it to LoadBalancer, or remove jupyterhub.https"
+            )
+        if https is not None and cluster.account_id and https.account != cluster.account_id:
+            raise ValueError(
+                f"{PROJECT}:jupyterhub.https.acm_certificate_arn belongs to account {https.account}, but the stack "
+                f"deploys to {PROJECT}:cluster.account_id {cluster.account_id}: a load balancer can only use its own account's certificates"
             )
         if https is not None and https.region != cluster.region:
             raise ValueError(
@@ -213,22 +226,50 @@ def _key(loc: tuple, raw: Any) -> str:
     return f"{PROJECT}:" + ".".join(parts) if parts else PROJECT
 
 
-def _allowed_keys(loc: tuple) -> list[str]:
+def _model_at(loc: tuple, raw: Any) -> Any:
+    """The pydantic model that holds the key at `loc` (a union member chosen by the raw `kind`)."""
     model: Any = StackConfig
+    node = raw
     for step in loc[:-1]:
-        fields = getattr(model, "model_fields", None)
-        if not fields or step not in fields:
-            return []
-        annotation = fields[step].annotation
-        model = annotation if isinstance(annotation, type) else None
-    return sorted(getattr(model, "model_fields", {}))
+        fields = getattr(model, "model_fields", None) or {}
+        if step not in fields and isinstance(node, dict) and node.get("kind") == step:
+            continue  # the tag pydantic adds for a discriminated union member
+        if step not in fields:
+            return None
+        node = node.get(step) if isinstance(node, dict) else None
+        model = _member(fields[step].annotation, node)
+    return model
+
+
+def _member(annotation: Any, node: Any) -> Any:
+    """The model `annotation` names for `node`: itself, its one model (Optional), or the union
+    member whose `kind` is the node's."""
+    if typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if isinstance(annotation, type):
+        return annotation
+    models = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    for candidate in models:
+        kind = candidate.model_fields.get("kind")
+        if kind is not None and isinstance(node, dict) and node.get("kind") in typing.get_args(kind.annotation):
+            return candidate
+    return models[0] if len(models) == 1 else None
+
+
+def _allowed_keys(loc: tuple, raw: Any) -> list[str]:
+    return sorted(getattr(_model_at(loc, raw), "model_fields", {}))
+
+
+def _description(loc: tuple, raw: Any) -> str:
+    field = getattr(_model_at(loc, raw), "model_fields", {}).get(loc[-1]) if loc else None
+    return (field.description or "") if field is not None else ""
 
 
 def _problem(error: dict, raw: dict) -> str:
     key = _key(error["loc"], raw)
     kind, message = error["type"], error["msg"].removeprefix("Value error, ")
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(error["loc"])
+        allowed = _allowed_keys(error["loc"], raw)
         return f"{key}: unknown key" + (f"; allowed keys here: {', '.join(allowed)}" if allowed else "")
     if kind == "union_tag_invalid":
         ctx = error["ctx"]
@@ -237,6 +278,13 @@ def _problem(error: dict, raw: dict) -> str:
         return f"{key}: required key is missing"
     if not error["loc"]:
         return message  # a cross-area rule's, split by parse_stack_config
+    if kind == "string_pattern_mismatch" and _description(error["loc"], raw):
+        return (
+            f"{key}: {error['input']!r} is not allowed here ({_description(error['loc'], raw).rstrip('.')}); "
+            f"it must match the pattern {error['ctx']['pattern']}"
+        )
+    if isinstance(error["input"], dict):
+        return f"{key}: {message}"  # a rule across that object's keys: the message names them
     return f"{key}: {message} (got {error['input']!r})"
 
 
@@ -262,6 +310,8 @@ def raw_stack_config(settings: dict[str, Any]) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     for full_key, value in settings.items():
         namespace, _, key = full_key.partition(":")
+        if not key:  # Pulumi would refuse it too; silently dropping it would validate a different stack
+            raise ConfigError([f"{full_key}: a config key needs its namespace: write {PROJECT}:{full_key}"])
         if namespace != PROJECT:
             continue
         try:

@@ -68,6 +68,7 @@ CUSTOM = {
     "service_type": "NodePort",
     "efs": True,
     "admin_arns": [ADMIN],
+    "api_public_cidrs": ["203.0.113.0/24", "198.51.100.7/32"],
 }
 WIDE = {**DEFAULT, "vpc": {"kind": "new", "cidr": "10.20.0.0/16", "availability_zones": 3, "nat_gateways": "per_zone"}, "efs": True}
 IMAGES = ["spark", "notebook"]
@@ -392,6 +393,13 @@ def test_nodes_keep_pods_away_from_the_node_role_and_encrypt_their_disks(key, gr
         assert all(d["encrypted"] == "true" for d in disks.values())
         assert set(disks) == ({"/dev/xvda"} if nodes["amiType"].startswith("BOTTLEROCKET") else set())
     assert len(templates) == len(groups)
+
+
+def test_api_endpoint_is_private_for_nodes_and_public_only_to_the_named_networks(record):
+    cluster = one(record("default"), EKS_CLUSTER).plain_inputs
+    assert cluster["endpointPrivateAccess"] is True and cluster["endpointPublicAccess"] is True
+    assert cluster["publicAccessCidrs"] == ["0.0.0.0/0"]  # the EKS default, stated; narrowed by api_public_cidrs
+    assert one(record("custom"), EKS_CLUSTER).plain_inputs["publicAccessCidrs"] == ["203.0.113.0/24", "198.51.100.7/32"]
 
 
 def test_network_policies_are_enforced(record):

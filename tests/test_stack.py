@@ -212,3 +212,46 @@ def test_the_certificate_must_be_in_the_clusters_region():
 def test_https_offload_is_refused_off_eks():
     [found] = problems(with_value(dev_raw(), "jupyterhub.https", {"acm_certificate_arn": PROD_CERTIFICATE}))
     assert found.startswith("dataplatform:jupyterhub.https") and "dataplatform:cluster.kind eks" in found
+
+
+def test_https_needs_the_hub_on_a_load_balancer():
+    """HTTPS offload on a NodePort would be a port named https that serves plain HTTP."""
+    [found] = problems(with_value(prod_raw(), "cluster.service_type", "NodePort"))
+    assert "dataplatform:jupyterhub.https" in found and "dataplatform:cluster.service_type is NodePort" in found
+
+
+def test_the_certificate_must_be_in_the_stacks_account():
+    [found] = problems(with_value(prod_raw(), "cluster.account_id", "111111111111"))
+    assert "account 123456789012" in found and "dataplatform:cluster.account_id 111111111111" in found
+
+
+def test_a_pattern_mismatch_says_what_the_key_is_and_the_pattern():
+    [found] = problems(with_value(prod_raw(), "jupyterhub.https.acm_certificate_arn", "hub.example.com"))
+    assert found.startswith("dataplatform:jupyterhub.https.acm_certificate_arn: 'hub.example.com' is not allowed here (ACM certificate")
+    assert "it must match the pattern ^arn:aws" in found
+
+
+def test_unknown_key_in_a_cluster_kind_lists_that_kinds_keys():
+    [found] = problems(with_value(prod_raw(), "cluster.efs_enabled", True))
+    assert found.startswith("dataplatform:cluster.efs_enabled: unknown key; allowed keys here: ")
+    assert "efs" in found.split("allowed keys here: ")[1].split(", ")
+
+
+def test_a_rule_across_an_objects_keys_does_not_dump_the_object():
+    raw = with_value(prod_raw(), "cluster.vpc", {"kind": "existing", "vpc_id": "vpc-0123456789abcdef0",
+                                                 "private_subnet_ids": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+                                                 "public_subnet_ids": []})
+    found = [p for p in problems(raw) if "public" in p]
+    assert found and all("{" not in p for p in found), found
+
+
+def test_kfp_fixed_namespace_clash_names_the_area_not_a_key():
+    [found] = problems(with_value(dev_raw(), "tensorboard.namespace", "kubeflow"))
+    assert "dataplatform:kubeflow_pipelines (its fixed namespace)" in found and "dataplatform:tensorboard.namespace" in found
+
+
+def test_a_config_key_without_its_namespace_is_refused():
+    settings = stack_settings("dev")
+    settings["cluster"] = settings.pop("dataplatform:cluster")
+    with pytest.raises(ConfigError, match="cluster: a config key needs its namespace: write dataplatform:cluster"):
+        raw_stack_config(settings)

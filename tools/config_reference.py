@@ -37,11 +37,13 @@ _CHECKS = {
     "_check_instance_type": "EC2 instance type (`m6i.xlarge`)",
     "_check_bucket_name": "S3 bucket name",
     "_check_cidr": "IPv4 CIDR (`10.0.0.0/16`)",
+    "_check_network": "IPv4 network (`203.0.113.0/24`)",
+    "_check_gpu_instance_type": "GPU EC2 instance type (`g6e.2xlarge`)",
 }
 
 
 def _type(annotation: Any, metadata: list) -> str:
-    for item in metadata:
+    for item in reversed(metadata):  # the most specific check is the last
         name = getattr(getattr(item, "func", None), "__name__", "")
         if name in _CHECKS:
             return _CHECKS[name]
