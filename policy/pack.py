@@ -1,8 +1,9 @@
 """The CrossGuard pack's policies: `pulumi preview --policy-pack policy` enforces `rules.RULES` on every
 Kubernetes object the engine registers, the objects inside Helm charts included.
 
-Pack config (`--policy-pack-config policy/config.<stack>.json`): `allowLoadBalancer` (bool, default
-false) for `load-balancers-only-where-allowed`.
+Pack config (`--policy-pack-config <file>.json`, e.g. `{"load-balancers-only-where-allowed":
+{"allowLoadBalancer": true}}` for a stack whose config exposes services; the README shows it for
+prod): `allowLoadBalancer` (bool, default false).
 """
 
 import sys
