@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from components.stack import ConfigError, parse_stack_config
+from components.stack import ConfigError, parse_stack_config, raw_stack_config
 from policy.rules import Context, check
 from tools import offline
 from tools.render import manifest
@@ -99,6 +99,63 @@ def test_valid_configs_render_to_valid_compliant_manifests(raw):
         obj = manifest(registration.plain_inputs)
         assert validate_manifest(obj, config.cluster.kubernetes_version) == [], obj["metadata"]
         mandatory = [v for v in check(obj, Context(protect=registration.protect)) if v.enforcement == "mandatory"]
+        assert mandatory == [], [str(v) for v in mandatory]
+
+
+@st.composite
+def valid_eks_configs(draw) -> dict:
+    """The prod stack's config with its cloud choices drawn: region, nodes, exposure, storage."""
+    raw = raw_stack_config(offline.stack_settings("prod"))
+    region = draw(st.sampled_from(["eu-west-1", "us-east-1", "ap-southeast-2", "eu-central-1"]))
+    low = draw(st.integers(1, 3))
+    service_type = draw(st.sampled_from(["LoadBalancer", "NodePort", "ClusterIP"]))
+    efs = draw(st.booleans())
+    cluster = {
+        **raw["cluster"],
+        "region": region,
+        "kubernetes_version": f"1.{draw(st.integers(29, 34))}.0",
+        "vpc": {"kind": "new", "cidr": draw(st.sampled_from(["10.0.0.0/16", "10.20.0.0/16", "172.16.0.0/16"])),
+                "availability_zones": draw(st.integers(2, 3)), "nat_gateways": draw(st.sampled_from(["single", "per_zone"]))},
+        "node_group": {"instance_types": draw(st.lists(st.sampled_from(["m6i.xlarge", "m6i.2xlarge", "r6i.xlarge", "c6i.2xlarge"]), min_size=1, max_size=2, unique=True)),
+                       "min_size": low, "desired_size": low + draw(st.integers(0, 2)), "max_size": low + 3,
+                       "disk_size": draw(st.integers(20, 500))},
+        "service_type": service_type,
+        "efs": efs,
+        "api_public_cidrs": draw(st.sampled_from([["0.0.0.0/0"], ["203.0.113.0/24", "198.51.100.7/32"]])),
+    }
+    if draw(st.booleans()):
+        cluster["gpu_node_group"] = {"instance_types": [draw(st.sampled_from(["g5.xlarge", "g6.2xlarge", "g6e.2xlarge"]))],
+                                     "min_size": 0, "desired_size": 0, "max_size": draw(st.integers(1, 4))}
+    hub = dict(raw["jupyterhub"])
+    if service_type == "LoadBalancer":
+        hub["https"] = {"acm_certificate_arn": f"arn:aws:acm:{region}:123456789012:certificate/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"}
+    else:
+        hub.pop("https", None)
+    backend = {"kind": "efs"} if efs and draw(st.booleans()) else {"kind": "nfs", "server": "nfs.example.internal", "root": "/exports/data"}
+    return {
+        **raw,
+        "cluster": cluster,
+        "jupyterhub": hub,
+        "storage": {**raw["storage"], "shared_backend": backend},
+        "kubeflow_pipelines": {"enabled": draw(st.booleans())},
+        "tensorboard": {"enabled": draw(st.booleans())},
+        "model_serving": {"enabled": draw(st.booleans())},
+    }
+
+
+@given(raw=valid_eks_configs())
+@settings(max_examples=200 if FULL == 2000 else 15)
+def test_valid_eks_configs_render_to_valid_compliant_manifests(raw):
+    config = parse_stack_config(raw)
+    settings = offline.stack_settings("prod")
+    settings.update({f"dataplatform:{area}": json.dumps(body) for area, body in raw.items()})
+    recording = offline.run_stack("prod", settings)
+    exposed = config.cluster.service_type == "LoadBalancer"  # what the pack's config says for such a stack
+    for registration in recording.kubernetes_objects():
+        obj = manifest(registration.plain_inputs)
+        assert validate_manifest(obj, config.cluster.kubernetes_version) == [], obj["metadata"]
+        ctx = Context(protect=registration.protect, allow_load_balancer=exposed)
+        mandatory = [v for v in check(obj, ctx) if v.enforcement == "mandatory"]
         assert mandatory == [], [str(v) for v in mandatory]
 
 
