@@ -28,7 +28,7 @@ import pulumi_kubernetes as k8s
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from bootstrap.aws import ABORT_MULTIPART_DAYS, NONCURRENT_VERSION_DAYS, BootstrapError, validate_bucket_name
-from components.kubernetes_types import SHARED_GROUP, DnsLabel, labels
+from components.kubernetes_types import SHARED_FOLDER_MODE, SHARED_FOLDER_OWNER, SHARED_GROUP, DnsLabel, labels
 from components.storage import SHARED_VOLUMES, EfsBackend, SharedBackend, efs_volume_handle, shared_volume_path
 
 EBS_PROVISIONER = "ebs.csi.aws.com"
@@ -141,12 +141,6 @@ def efs_storage_class(name: str, file_system_id: pulumi.Input[str]) -> dict:
 
 
 # --- EFS access points: pure ----------------------------------------------------------------------
-
-# Like the Minikube host folders: owned by root, group SHARED_GROUP (every pod that mounts a shared
-# volume runs with it), group-writable, and setgid so what anyone creates inside stays in the group.
-SHARED_FOLDER_OWNER = 0
-SHARED_FOLDER_MODE = "2775"
-
 
 def efs_access_point_root(backend: EfsBackend, volume: str) -> dict:
     """The `root_directory` of shared `volume`'s access point: `<root>/<claim>`, which EFS creates on
@@ -321,8 +315,7 @@ class CloudStorage(pulumi.ComponentResource):
                     "dataplatform:storage.shared_backend.kind efs needs the EFS file system of "
                     "dataplatform:cluster.efs true: pass CloudStorage its efs_file_system_id"
                 )
-            for volume in SHARED_VOLUMES:
-                claim, _ = SHARED_VOLUMES[volume]
+            for volume, (claim, _) in SHARED_VOLUMES.items():
                 self.efs_access_points[volume] = aws.efs.AccessPoint(
                     f"{name}-{claim}",
                     file_system_id=efs_file_system_id,

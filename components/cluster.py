@@ -19,7 +19,7 @@ import pulumi_kubernetes as k8s
 from pulumi_command import local
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from components.kubernetes_types import SHARED_GROUP, ByteQuantity, DnsLabel, bytes_of
+from components.kubernetes_types import SHARED_FOLDER_MODE, SHARED_FOLDER_OWNER, SHARED_GROUP, ByteQuantity, DnsLabel, bytes_of
 
 # Minor versions that both the zero-to-jupyterhub chart (kubeVersion >=1.28) and the Kubernetes
 # schemas we validate against (kubernetes-validate 1.25-1.37) cover.
@@ -202,7 +202,10 @@ class MinikubeCluster(Cluster):
         )
         ready: list[pulumi.Resource] = [kubeconfig]
         if host_dirs:
-            mkdir = shlex.join(["sudo", "install", "-d", "-o", "0", "-g", str(SHARED_GROUP), "-m", "2775", *host_dirs])
+            mkdir = shlex.join([
+                "sudo", "install", "-d", "-o", str(SHARED_FOLDER_OWNER), "-g", str(SHARED_GROUP), "-m", SHARED_FOLDER_MODE,
+                *host_dirs,
+            ])
             ready.append(local.Command(
                 f"{name}-host-dirs",
                 create=f"minikube --profile={profile} ssh -- {shlex.quote(mkdir)}",

@@ -160,17 +160,20 @@ def _check_gpu_instance_type(value: str) -> str:
     return value
 
 
-def _check_network(value: str) -> str:
+def _ipv4_network(value: str, example: str) -> ipaddress.IPv4Network:
     try:
-        ipaddress.IPv4Network(value)
+        return ipaddress.IPv4Network(value)
     except ValueError as error:
-        raise ValueError(f"{value!r} is not an IPv4 network in CIDR notation ({error}), e.g. 203.0.113.0/24") from None
+        raise ValueError(f"{value!r} is not an IPv4 network in CIDR notation ({error}), e.g. {example}") from None
+
+
+def _check_network(value: str) -> str:
+    _ipv4_network(value, "203.0.113.0/24")
     return value
 
 
 def _check_cidr(value: str) -> str:
-    _check_network(value)
-    network = ipaddress.IPv4Network(value)
+    network = _ipv4_network(value, "10.0.0.0/16")
     if not 16 <= network.prefixlen <= 24:
         raise ValueError(f"{value!r}: the VPC's prefix length must be 16 to 24 (AWS allows /16 to /28, and each subnet needs room)")
     if not network.is_private:

@@ -142,6 +142,10 @@ RESTRICTED_CONTAINER = {
 
 # Group 100 ("users") owns the shared volumes; every pod that mounts them runs with it.
 SHARED_GROUP = 100
+# Each shared volume's folder (a Minikube host folder, an EFS access point's root): owned by root,
+# group SHARED_GROUP, group-writable, and setgid so what anyone creates inside stays in the group.
+SHARED_FOLDER_OWNER = 0
+SHARED_FOLDER_MODE = "2775"
 
 
 def component_namespace(resource_name: str, name: str, component: str, parent: "pulumi.Resource", *, enforce_restricted: bool = False):

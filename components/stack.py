@@ -215,25 +215,29 @@ class ConfigError(Exception):
         super().__init__("invalid stack configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def _key(loc: tuple, raw: Any) -> str:
-    """The dotted config key for a pydantic error location, without union tags."""
-    parts, node = [], raw
+def _steps(loc: tuple, raw: Any) -> tuple:
+    """A pydantic error location without the union tags pydantic adds (`cluster.eks.region` ->
+    `cluster.region`): the path of the key as the user wrote it."""
+    steps, node = [], raw
     for step in loc:
         if isinstance(node, dict) and step not in node and node.get("kind") == step:
             continue  # the tag pydantic adds for a discriminated union member
-        parts.append(str(step))
+        steps.append(step)
         node = node.get(step) if isinstance(node, dict) else (node[step] if isinstance(node, list) and isinstance(step, int) and step < len(node) else None)
-    return f"{PROJECT}:" + ".".join(parts) if parts else PROJECT
+    return tuple(steps)
 
 
-def _model_at(loc: tuple, raw: Any) -> Any:
-    """The pydantic model that holds the key at `loc` (a union member chosen by the raw `kind`)."""
+def _key(steps: tuple) -> str:
+    """The full config key of a path from `_steps`."""
+    return f"{PROJECT}:" + ".".join(map(str, steps)) if steps else PROJECT
+
+
+def _model_at(steps: tuple, raw: Any) -> Any:
+    """The pydantic model that holds the key at `steps` (a union member chosen by the raw `kind`)."""
     model: Any = StackConfig
     node = raw
-    for step in loc[:-1]:
+    for step in steps[:-1]:
         fields = getattr(model, "model_fields", None) or {}
-        if step not in fields and isinstance(node, dict) and node.get("kind") == step:
-            continue  # the tag pydantic adds for a discriminated union member
         if step not in fields:
             return None
         node = node.get(step) if isinstance(node, dict) else None
@@ -256,20 +260,21 @@ def _member(annotation: Any, node: Any) -> Any:
     return models[0] if len(models) == 1 else None
 
 
-def _allowed_keys(loc: tuple, raw: Any) -> list[str]:
-    return sorted(getattr(_model_at(loc, raw), "model_fields", {}))
+def _allowed_keys(steps: tuple, raw: Any) -> list[str]:
+    return sorted(getattr(_model_at(steps, raw), "model_fields", {}))
 
 
-def _description(loc: tuple, raw: Any) -> str:
-    field = getattr(_model_at(loc, raw), "model_fields", {}).get(loc[-1]) if loc else None
+def _description(steps: tuple, raw: Any) -> str:
+    field = getattr(_model_at(steps, raw), "model_fields", {}).get(steps[-1]) if steps else None
     return (field.description or "") if field is not None else ""
 
 
 def _problem(error: dict, raw: dict) -> str:
-    key = _key(error["loc"], raw)
+    steps = _steps(error["loc"], raw)
+    key = _key(steps)
     kind, message = error["type"], error["msg"].removeprefix("Value error, ")
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(error["loc"], raw)
+        allowed = _allowed_keys(steps, raw)
         return f"{key}: unknown key" + (f"; allowed keys here: {', '.join(allowed)}" if allowed else "")
     if kind == "union_tag_invalid":
         ctx = error["ctx"]
@@ -278,9 +283,9 @@ def _problem(error: dict, raw: dict) -> str:
         return f"{key}: required key is missing"
     if not error["loc"]:
         return message  # a cross-area rule's, split by parse_stack_config
-    if kind == "string_pattern_mismatch" and _description(error["loc"], raw):
+    if kind == "string_pattern_mismatch" and _description(steps, raw):
         return (
-            f"{key}: {error['input']!r} is not allowed here ({_description(error['loc'], raw).rstrip('.')}); "
+            f"{key}: {error['input']!r} is not allowed here ({_description(steps, raw).rstrip('.')}); "
             f"it must match the pattern {error['ctx']['pattern']}"
         )
     if isinstance(error["input"], dict):

@@ -22,7 +22,6 @@ from pydantic import ValidationError
 
 from components.cloud_storage import (
     BUCKET_PURPOSES,
-    SHARED_FOLDER_MODE,
     BucketNames,
     CloudStorage,
     CloudStorageArgs,
@@ -34,7 +33,7 @@ from components.cloud_storage import (
     s3_policy,
     spark_s3_policy,
 )
-from components.kubernetes_types import SHARED_GROUP
+from components.kubernetes_types import SHARED_FOLDER_MODE, SHARED_GROUP
 from components.storage import SHARED_VOLUMES, EfsBackend, NfsBackend
 from policy.rules import Context, check
 from tools import offline

@@ -75,8 +75,8 @@ def valid_configs(draw) -> dict:
     }
 
 
-def settings_of(raw: dict) -> dict[str, str]:
-    base = offline.stack_settings("dev")
+def settings_of(raw: dict, stack: str = "dev") -> dict[str, str]:
+    base = offline.stack_settings(stack)
     base.update({f"dataplatform:{area}": json.dumps(body) for area, body in raw.items()})
     return base
 
@@ -147,9 +147,7 @@ def valid_eks_configs(draw) -> dict:
 @settings(max_examples=200 if FULL == 2000 else 15)
 def test_valid_eks_configs_render_to_valid_compliant_manifests(raw):
     config = parse_stack_config(raw)
-    settings = offline.stack_settings("prod")
-    settings.update({f"dataplatform:{area}": json.dumps(body) for area, body in raw.items()})
-    recording = offline.run_stack("prod", settings)
+    recording = offline.run_stack("prod", settings_of(raw, "prod"))
     exposed = config.cluster.service_type == "LoadBalancer"  # what the pack's config says for such a stack
     for registration in recording.kubernetes_objects():
         obj = manifest(registration.plain_inputs)

@@ -91,6 +91,18 @@ def on_s3(run_program) -> offline.Recording:
 
 
 @pytest.fixture
+def stack(run_stack):
+    """The real program on a stack's own config, run once per stack for this module."""
+
+    def recorded(name: str) -> offline.Recording:
+        if name not in _recordings:
+            _recordings[name] = run_stack(name)
+        return _recordings[name]
+
+    return recorded
+
+
+@pytest.fixture
 def on_volume(run_program) -> offline.Recording:
     if "volume" not in _recordings:
         _recordings["volume"] = run_program(platform_program())
@@ -304,9 +316,9 @@ def test_images_add_the_s3a_connector_of_sparks_hadoop(folder, jars):
     assert 'case "${S3A_CONNECTOR}" in true) ;; false) exit 0 ;;' in text
 
 
-@pytest.mark.parametrize("stack, connector", [("dev", "false"), ("prod", "true")])
-def test_images_carry_the_s3a_connector_exactly_where_spark_uses_s3(run_stack, stack, connector):
-    recording = run_stack(stack)
+@pytest.mark.parametrize("name, connector", [("dev", "false"), ("prod", "true")])
+def test_images_carry_the_s3a_connector_exactly_where_spark_uses_s3(stack, name, connector):
+    recording = stack(name)
     images = {r.name: r.plain_inputs["build"]["args"] for r in recording.of_type("docker:index/image:Image")}
     for name in ("spark-image-image", "notebook-image-image"):
         assert images[name]["S3A_CONNECTOR"] == connector, name
@@ -316,9 +328,9 @@ def test_images_carry_the_s3a_connector_exactly_where_spark_uses_s3(run_stack, s
 # --- prod: __main__ hands Spark and JupyterHub the S3 event log and their roles ---------------------------------
 
 
-def test_prod_roles_trust_exactly_the_annotated_service_accounts(run_stack):
+def test_prod_roles_trust_exactly_the_annotated_service_accounts(stack):
     """Each annotated service account's role can be assumed by that namespace/service account alone."""
-    recording = run_stack("prod")
+    recording = stack("prod")
     annotated = {
         (sa.plain_inputs["metadata"]["namespace"], sa.plain_inputs["metadata"]["name"]):
             offline.reveal(sa.inputs["metadata"]["annotations"][ROLE_ANNOTATION])
@@ -334,9 +346,9 @@ def test_prod_roles_trust_exactly_the_annotated_service_accounts(run_stack):
         assert subjects == [f"system:serviceaccount:{namespace}:{name}"], arn
 
 
-def test_prod_spark_and_notebooks_log_to_the_event_log_bucket(run_stack):
+def test_prod_spark_and_notebooks_log_to_the_event_log_bucket(stack):
     """The real program on the prod config: every driver writes to, and the history server reads, the S3 prefix."""
-    recording = run_stack("prod")
+    recording = stack("prod")
     [bucket] = [b for b in recording.of_type("aws:s3/bucket:Bucket") if "event-logs" in b.name]
     wanted = f"s3a://{bucket.plain_inputs['bucket']}/spark-events"
     bucket_arn = f"arn:aws:s3:::{bucket.plain_inputs['bucket']}"

@@ -117,9 +117,10 @@ def test_same_namespace_for_spark_and_jupyterhub_is_refused():
     assert "dataplatform:spark.namespace and dataplatform:jupyterhub.namespace" in found[0]
 
 
-def render(tmp_path: Path, config: dict) -> subprocess.CompletedProcess:
+def render(tmp_path: Path, config: dict | str) -> subprocess.CompletedProcess:
+    """`make render` of a stack file holding `config` (or exactly the text given)."""
     stack_file = tmp_path / "Pulumi.broken.yaml"
-    stack_file.write_text(yaml.safe_dump({"config": config}))
+    stack_file.write_text(config if isinstance(config, str) else yaml.safe_dump({"config": config}))
     return subprocess.run(
         [sys.executable, "-m", "tools.render", "--stack", "broken", "--config", str(stack_file), "--out", str(tmp_path / "out")],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
@@ -147,12 +148,7 @@ def test_render_refuses_bad_config_without_traceback_and_writes_nothing(tmp_path
 
 
 def test_render_names_the_stack_file_and_line_of_broken_yaml(tmp_path):
-    stack_file = tmp_path / "Pulumi.broken.yaml"
-    stack_file.write_text("config:\n  dataplatform:spark:\n    namespace: [spark\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "tools.render", "--stack", "broken", "--config", str(stack_file), "--out", str(tmp_path / "out")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
+    result = render(tmp_path, "config:\n  dataplatform:spark:\n    namespace: [spark\n")
     assert result.returncode == 1
     assert "Pulumi.broken.yaml, line 4 column 1: not valid YAML" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
