@@ -76,13 +76,11 @@ CpuQuantity = Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_c
 DnsLabel = Annotated[str, AfterValidator(_check_dns_label)]
 """A Kubernetes object name that must be an RFC 1123 label (services, releases, service accounts)."""
 
-RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-"""Namespaces Kubernetes itself owns: a component must never create, label or delete them."""
-
-
 def _check_namespace(value: str) -> str:
+    """Refuse the namespaces Kubernetes itself owns (`default`, and `kube-system`, `kube-public`,
+    `kube-node-lease` and any other `kube-` one): a component must never create, label or delete them."""
     _check_dns_label(value)
-    if value in RESERVED_NAMESPACES or value.startswith("kube-"):
+    if value == "default" or value.startswith("kube-"):
         raise ValueError(
             f"{value!r} is a namespace Kubernetes owns (default, kube-*): the stack creates and deletes "
             "its namespaces, so give the component one of its own"
